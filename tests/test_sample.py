@@ -1,0 +1,143 @@
+"""sample.py against HF generate (toy and the real SmolLM2), the exact sampling distribution,
+grpo's log-probs, reproducibility and memory."""
+import torch
+
+import grpo
+import sample
+import toy
+from bcr import build_prompt, make_batch
+
+
+def _toy_model(seed=0):
+    tok = toy.make_tokenizer()
+    model = toy.make_model(tok, seed).eval()
+    with torch.no_grad():  # sharper random logits, so that greedy paths differ between prompts
+        model.lm_head.weight.mul_(8)
+    return model, tok
+
+
+def _hf_greedy(model, prompts, new, pad, eos):
+    out = sample._hf_generate(model, prompts, new, pad, eos)
+    L = max(len(p) for p in prompts)
+    rows = []
+    for i in range(len(prompts)):
+        r = out[i, L:].tolist()
+        if any(e in r for e in eos):  # HF pads after EOS; keep up to and including it
+            r = r[: min(r.index(e) for e in eos if e in r) + 1]
+        rows.append(r)
+    return rows
+
+
+def _check_greedy_equal(model, prompts, eos, pad):
+    for new in (1, 7, 40):
+        ours = sample.generate(model, prompts, 1, new, temperature=0, eos_token_ids=eos, pad_token_id=pad)
+        ref = _hf_greedy(model, prompts, new, pad, eos)
+        for i in range(len(prompts)):
+            assert ours.tokens(i) == ref[i], (new, i)
+            assert bool(ours.finished[i]) == (ref[i][-1] in eos if ref[i] else False)
+
+
+def test_greedy_equals_hf_generate_toy_ragged():
+    model, tok = _toy_model()
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(10, 100, (n,), generator=g).tolist() for n in (3, 17, 8, 1, 30)]
+    _check_greedy_equal(model, prompts, [tok.eos_token_id], tok.pad_token_id)
+    # a frequent EOS so that rows stop at different steps
+    _check_greedy_equal(model, prompts, [int(t) for t in range(20, 40)], tok.pad_token_id)
+
+
+def test_greedy_equals_hf_generate_smollm2(smollm2):
+    model, tok = smollm2
+    texts = ["What is 2+3?", "Write a haiku about the sea and the moon at night, please.", "Hi"]
+    prompts = [tok.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=True)
+               for t in texts]
+    prompts = [p if isinstance(p, list) else p["input_ids"] for p in prompts]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    for new in (5, 24):
+        ours = sample.generate(model, prompts, 1, new, temperature=0, eos_token_ids=[tok.eos_token_id], pad_token_id=pad)
+        ref = _hf_greedy(model, prompts, new, pad, [tok.eos_token_id])
+        for i in range(len(prompts)):
+            assert ours.tokens(i) == ref[i]
+
+
+def test_seeded_sampling_is_reproducible_and_prompt_major():
+    model, tok = _toy_model()
+    prompts = [[11, 12, 13], [20, 21, 22, 23, 24, 25]]
+    a = sample.generate(model, prompts, 4, 20, temperature=1.0, seed=7)
+    b = sample.generate(model, prompts, 4, 20, temperature=1.0, seed=7)
+    c = sample.generate(model, prompts, 4, 20, temperature=1.0, seed=8)
+    assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.logprobs, b.logprobs)
+    assert not torch.equal(a.completion_ids, c.completion_ids)
+    assert a.completion_ids.shape[0] == 8
+    assert a.prompt_ids[:4] == [prompts[0]] * 4 and a.prompt_ids[4:] == [prompts[1]] * 4
+
+
+def _empirical(logits, n, **kw):
+    g = torch.Generator().manual_seed(0)
+    tok, _ = sample.sample_token(logits.expand(n, -1), generator=g, **kw)
+    return torch.bincount(tok, minlength=logits.shape[-1]).float() / n
+
+
+def _expected(logits, temperature, top_k, top_p):
+    p = torch.softmax(logits[0] / temperature, -1)
+    keep = torch.ones_like(p, dtype=torch.bool)
+    if top_k:
+        keep &= p >= torch.topk(p, top_k).values[-1]
+    if top_p < 1:
+        order = torch.argsort(p, descending=True)
+        cum = torch.cumsum(p[order], 0) - p[order]
+        k2 = torch.zeros_like(keep)
+        k2[order[cum < top_p]] = True
+        keep &= k2
+    q = torch.where(keep, p, torch.zeros_like(p))
+    return q / q.sum()
+
+
+def test_one_step_distribution_matches_softmax_after_topk_topp():
+    logits = torch.tensor([[2.0, 1.0, 0.5, 0.0, -0.5, -1.0, -3.0, 1.5]])
+    n = 200_000
+    for T, k, p in ((1.0, 0, 1.0), (0.7, 0, 1.0), (1.0, 3, 1.0), (1.0, 0, 0.8), (1.3, 5, 0.9)):
+        emp, exp = _empirical(logits, n, temperature=T, top_k=k, top_p=p), _expected(logits, T, k, p)
+        # 5 standard errors of a binomial proportion; zero-probability tokens are never drawn
+        se = (exp * (1 - exp) / n).sqrt()
+        assert ((emp - exp).abs() <= 5 * se + 1e-9).all(), (T, k, p, emp, exp)
+        assert (emp[exp == 0] == 0).all()
+
+
+def test_logprobs_equal_grpo_recomputation():
+    model, tok = _toy_model()
+    prompts = [build_prompt(tok, ["123+456"]), build_prompt(tok, ["1+1", "22+3"])]
+    for T in (1.0, 0.8):
+        roll = sample.generate(model, prompts, 3, 25, temperature=T, eos_token_ids=[tok.eos_token_id],
+                               pad_token_id=tok.pad_token_id, seed=1)
+        batch = make_batch(roll, tok.pad_token_id, "cpu")
+        with torch.no_grad():
+            lp = grpo.token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"], T)
+        m = batch["completion_mask"].bool()
+        assert torch.allclose(lp[m], batch["old_logp"][m], atol=1e-4)
+
+
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def test_memory_does_not_grow_over_100_rollouts():
+    model, tok = _toy_model()
+    prompts = [[11, 12, 13, 14], [20, 21]]
+    for _ in range(5):
+        sample.generate(model, prompts, 8, 64, temperature=1.0, seed=0)
+    before = _rss()
+    for i in range(100):
+        sample.generate(model, prompts, 8, 64, temperature=1.0, seed=i)
+    assert _rss() - before < 20 * 2**20  # the cache is ~0.5 MB; a leak would add it 100 times
+
+
+def test_context_overflow_is_a_clear_error():
+    model, tok = _toy_model()
+    try:
+        sample.generate(model, [[11] * 1000], 1, 100)
+    except ValueError as e:
+        assert "exceeds the model's context" in str(e)
+    else:
+        raise AssertionError("no error")
