@@ -182,14 +182,14 @@ def load_problems(spec, data_dir=DEFAULT_DATA_DIR, split="train", seed=0, n=None
 
 PRESETS = {
     # the embedded toy world: trains in minutes on 2 CPU cores
-    "toy": dict(model="toy", data="toy", n=3, budget=160, group=8, prompts=16, steps=40, lr=2e-4,
+    "toy": dict(model="toy", data="toy", eval_data="toy", n=3, budget=120, group=8, prompts=16, steps=40, lr=3e-4,
                 temperature=1.0, micro_batch=128, eval_n=[1, 2, 3, 4], eval_problems=600, eval_budget=None,
                 dtype="float32", beta=0.0, save_every=20),
     # paper scale, one GPU: JustRL-DeepSeek-1.5B is a drop-in for the distilled R1 via --model
-    "r1-1.5b": dict(model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", data="deepscaler-hub", n=3, budget=5120,
+    "r1-1.5b": dict(model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", data="deepscaler-hub", eval_data="math500", n=3, budget=5120,
                     group=8, prompts=16, steps=200, lr=1e-6, temperature=0.6, micro_batch=4, eval_n=[1, 2, 3, 4, 5],
                     eval_problems=500, eval_budget=None, dtype="bfloat16", beta=0.0, save_every=10),
-    "qwen3-4b": dict(model="Qwen/Qwen3-4B-Thinking-2507", data="deepscaler-hub", n=3, budget=8000, group=8,
+    "qwen3-4b": dict(model="Qwen/Qwen3-4B-Thinking-2507", data="deepscaler-hub", eval_data="math500", n=3, budget=8000, group=8,
                      prompts=8, steps=200, lr=1e-6, temperature=0.6, micro_batch=2, eval_n=[1, 2, 3, 4, 5],
                      eval_problems=500, eval_budget=None, dtype="bfloat16", beta=0.0, save_every=10),
 }
@@ -220,6 +220,7 @@ def parse_args(argv=None):
     ap.add_argument("--length-penalty", type=float, default=0.0, help="LAMBDA in r - LAMBDA * len / budget")
     ap.add_argument("--target-len", type=int, default=0, help="L in the truncation reward 1(correct)*1(len<=L)")
     ap.add_argument("--format-weight", type=float, default=0.0, help="weight of 'every problem has an answer'")
+    ap.add_argument("--eval-data", help="held-out problems to evaluate on (toy: its test split)")
     ap.add_argument("--eval-n", type=int, nargs="+")
     ap.add_argument("--eval-problems", type=int)
     ap.add_argument("--eval-budget", type=int, help="budget at evaluation (default: the training budget)")
@@ -423,9 +424,7 @@ def train(args, model, tok, log=print):
         logf.flush()
         bar.set_postfix(reward=f"{rec['reward']:.3f}", acc=f"{rec['accuracy']:.3f}",
                         tok=f"{rec['tokens_per_problem']:.1f}", trunc=f"{rec['truncation_rate']:.2f}")
-        if not bar.disable:
-            continue
-        if step % 5 == 0 or step == args.steps - 1:
+        if bar.disable and (step % 5 == 0 or step == args.steps - 1):  # no live bar: log lines instead
             log(f"step {step:4d}  reward {rec['reward']:.3f}  acc {rec['accuracy']:.3f}  "
                 f"tokens/problem {rec['tokens_per_problem']:.1f}  trunc {rec['truncation_rate']:.2f}  "
                 f"{rec['step_seconds']:.1f}s")
@@ -460,8 +459,8 @@ def main(argv=None):
     res = {}
     test = None
     if not args.no_eval:
-        test = load_problems(args.data, args.data_dir, "test", seed=args.base_seed, n=args.eval_problems) \
-            if args.data == "toy" else load_problems(args.data, args.data_dir)[: args.eval_problems]
+        test = load_problems(args.eval_data, args.data_dir, "test", seed=args.base_seed, n=args.eval_problems) \
+            if args.eval_data == "toy" else load_problems(args.eval_data, args.data_dir)[: args.eval_problems]
         print(f"evaluating the base model on {len(test)} held-out problems at N = {args.eval_n} "
               f"(budget {args.eval_budget})")
         res["base"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234)

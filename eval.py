@@ -298,7 +298,7 @@ def main(argv=None):
     ap.add_argument("--data", default="toy", help="'toy', a benchmark name, a .jsonl path or a hub dataset")
     ap.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     ap.add_argument("--n", type=int, nargs="+", default=[1, 2, 3, 4])
-    ap.add_argument("--budget", type=int, default=None, help="max new tokens per prompt (toy: 160, else 32768)")
+    ap.add_argument("--budget", type=int, default=None, help="max new tokens per prompt (toy: 120, else 32768)")
     ap.add_argument("--budgets", type=int, nargs="+", help="budget-curve points (default B/16 .. B)")
     ap.add_argument("--problems", type=int, default=None, help="use the first M problems (toy: 600)")
     ap.add_argument("--samples", type=int, default=1, help="samples per prompt (k in mean@k, pass@k)")
@@ -316,7 +316,7 @@ def main(argv=None):
         ap.error("--model is required (or --compare DIR_A DIR_B)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     is_toy = args.data == "toy"
-    budget = args.budget or (160 if is_toy else 32768)
+    budget = args.budget or (120 if is_toy else 32768)
     if is_toy:
         problems = load_problems("toy", split="test", n=args.problems or 600)
     else:

@@ -142,14 +142,16 @@ def split_answers(text, n):
     answers = [None] * n
     found = [False] * n
     marks = list(_ANSWER_LINE_RE.finditer(text))
+    spans = []  # where each "Answer j:" segment lies, so the fallback never reads another's answer
     for i, m in enumerate(marks):
         k = int(m.group(1))
-        if not 1 <= k <= n:
-            continue
         end = text.find("\n", m.end())
         end = len(text) if end == -1 else end
         if i + 1 < len(marks) and marks[i + 1].start() < end:
             end = marks[i + 1].start()
+        spans.append((m.start(), end))
+        if not 1 <= k <= n:
+            continue
         seg = text[m.end() : end]
         boxes = {b[2] for b in find_boxes(seg)}
         if len(boxes) == 1:
@@ -162,7 +164,11 @@ def split_answers(text, n):
             ans = _clean_inline(seg)
         answers[k - 1] = ans  # the last marker wins (self-corrections, final summary blocks)
         found[k - 1] = True
-    # fallback: the last box inside the problem's own section
+    # fallback: the last box inside the problem's own section, outside any "Answer j:" segment
+    masked = list(text)
+    for a, b in spans:
+        masked[a:b] = " " * (b - a)
+    text = "".join(masked)
     heads = list(_HEADER_RE.finditer(text))
     for i, h in enumerate(heads):
         k = int(h.group(1))

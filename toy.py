@@ -12,18 +12,21 @@ The world:
   - reference solutions: copy the problem, then add the first two terms and copy the rest, one
     line per addition ("12+8+3", "20+3", "23"); these steps are *needed*: a tiny model cannot
     add four numbers in one go;
-  - *redundant* reasoning mixed in at random, which never changes the answer: a "wait, " re-check
-    that repeats a step (each step is re-checked again with probability P_REDUNDANT, so the number
-    of re-checks is geometric) and a restated result ("so the sum is 29");
-  - a supervised warm start (plain cross-entropy on the response tokens) gives the *base model*:
-    accurate and verbose, on single problems and on N-problem prompts in the BCR format.
+  - *redundant* reasoning mixed in at random, which never changes the answer: a re-check of the
+    step just done ("wait, check: 12+8+3"; each step is re-checked again with probability
+    P_REDUNDANT, so the number of re-checks is geometric) and a restated result ("so the sum is 23");
+  - a supervised warm start (plain cross-entropy) gives the *base model*: accurate and verbose, on
+    single problems and on N-problem prompts in the BCR format. Its batches mix the arithmetic
+    lines alone (short, dense) with the task in its chat format and verbose references, like
+    pretraining text mixed into instruction tuning.
 
 So length can be cut wisely (drop the re-checks) or badly (drop a needed step). A BCR-trained
 model should learn the first.
 
 The tokenizer is character level (printable ASCII and newline) plus the chat-template markers and
-three whole-word tokens for the format markers ("### Problem ", "Answer ", "\\boxed{") so that the
-sequences stay short on a CPU. It is a real transformers.PreTrainedTokenizerFast with a chat
+whole-phrase tokens for the fixed text of prompts and solutions ("### Problem ", "Answer ",
+"\\boxed{", "wait, check: ", ...) and for the numbers 10..99, as a trained BPE vocabulary would
+have, so that sequences stay short on a CPU and a tiny model learns the format quickly. It is a real transformers.PreTrainedTokenizerFast with a chat
 template, EOS and PAD, saved and loaded with save_pretrained / from_pretrained.
 """
 import argparse
@@ -38,7 +41,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-P_REDUNDANT = 0.5  # probability of each redundant piece (re-checks repeat geometrically)
+P_REDUNDANT = 0.6  # probability of each redundant piece (re-checks repeat geometrically)
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
@@ -62,7 +65,8 @@ def make_tokenizer():
     tok.add_special_tokens({"additional_special_tokens": ["<|system|>", "<|user|>", "<|assistant|>"]})
     # whole-phrase tokens for the fixed prompt and format text, as a trained BPE would have
     tok.add_tokens(["Solve these ", " problems in order. End problem k with the line: ",
-                    "Solve the problem. Put the final answer in ", "### Problem ", "Answer ", "\\boxed{"])
+                    "Solve the problem. Put the final answer in ", "### Problem ", "Answer ", "\\boxed{",
+                    "wait, check: ", "so the sum is "])
     # two-digit numbers are single tokens, as in the number tokens of Llama 3 or GPT-4 tokenizers
     tok.add_tokens([str(i) for i in range(10, 100)])
     tok.chat_template = CHAT_TEMPLATE
@@ -71,7 +75,7 @@ def make_tokenizer():
 
 
 def make_model(tokenizer, seed=0):
-    """A ~1M-parameter Llama: 4 layers, width 128."""
+    """A ~1M-parameter Llama: 4 layers, width 128 (head size 32: smaller heads are slower on CPU)."""
     torch.manual_seed(seed)
     cfg = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=128, intermediate_size=384, num_hidden_layers=4,
@@ -118,8 +122,8 @@ def solution_steps(question, rng, p_redundant=P_REDUNDANT):
 
     Needed: a copy of the problem, then one line per addition, each adding the first two terms of
     the line above and copying the rest ("7+5+8+3" -> "12+8+3" -> "20+3" -> "23").
-    Redundant: after a needed line, "wait, <that line>" with probability p, repeated (so the
-    number of re-checks is geometric), and "so the sum is 23" with probability p.
+    Redundant: after a needed line, "wait, check: 12+8+3" with probability p, repeated (so
+    the number of re-checks is geometric), and "so the sum is 23" with probability p.
     """
     terms = [int(x) for x in question.split("+")]
     lines = [question]
@@ -127,9 +131,9 @@ def solution_steps(question, rng, p_redundant=P_REDUNDANT):
         terms = [terms[0] + terms[1]] + terms[2:]
         line = "+".join(map(str, terms))
         lines.append(line)  # needed
-        while rng.random() < p_redundant:
-            lines.append("wait, " + line)  # redundant re-check
-    if rng.random() < p_redundant:
+        while p_redundant and rng.random() < p_redundant:
+            lines.append(f"wait, check: {line}")  # redundant re-check of the step
+    if p_redundant and rng.random() < p_redundant:
         lines.append(f"so the sum is {terms[0]}")  # redundant restatement
     return lines
 
@@ -160,39 +164,72 @@ def sft_example(tokenizer, problems, rng, style):
     return prompt_ids + resp_ids, [-100] * len(prompt_ids) + resp_ids
 
 
-def warm_start(out_dir, seed=0, steps=1000, batch_size=32, lr=3e-3, max_n=4, log=print):
-    """Train the base model from scratch and save it (model + tokenizer) with save_pretrained."""
+def arithmetic_example(tokenizer, problems):
+    """Dense example: the needed lines of several solutions back to back, loss after each
+    problem line. Packing several puts most problems away from position 0, so the additions are
+    learned by relative position, as they are needed inside a long task prompt."""
+    ids, labels = [], []
+    for p in problems:
+        lines = solution_steps(p["question"], None, p_redundant=0.0)
+        first = tokenizer(lines[0] + "\n", add_special_tokens=False)["input_ids"]
+        rest = tokenizer("\n".join(lines[1:]) + "\n", add_special_tokens=False)["input_ids"]
+        ids += first + rest
+        labels += [-100] * len(first) + rest
+    return ids, labels
+
+
+def _collate(examples, pad_id):
+    """Right-padded input_ids, labels (-100 = no loss) and attention mask."""
+    width = max(len(x) for x, _ in examples)
+    ids = torch.full((len(examples), width), pad_id)
+    labels = torch.full((len(examples), width), -100)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, (x, y) in enumerate(examples):
+        ids[i, : len(x)], labels[i, : len(y)], mask[i, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+    return ids, labels, mask
+
+
+def warm_start(out_dir, seed=0, steps=700, lr=3e-3, max_n=4, log=print, on_step=None):
+    """Train the base model from scratch and save it (model + tokenizer) with save_pretrained.
+
+    Each batch mixes two kinds of examples, like pretraining text mixed into instruction tuning:
+      - 16 arithmetic examples, each the needed lines of 5 solutions back to back: dense, they
+        teach the additions quickly;
+      - 16 task examples: a chat-formatted prompt of N problems (one N per batch, cycling 1..max_n;
+        N=1 also in the standard single-problem style) and its verbose reference response.
+    The loss is cross-entropy on everything after the problem line (arithmetic) or on the
+    response and its EOS (task).
+    """
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tok = make_tokenizer()
     model = make_model(tok, seed)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"warm start: {n_params / 1e6:.2f}M-parameter Llama, {steps} steps of batch {batch_size}")
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
+    log(f"warm start: {n_params / 1e6:.2f}M-parameter Llama, {steps} steps")
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
     train = make_problems(200_000, "train", seed)
     model.train()
     t0 = time.time()
     for step in range(steps):
-        # one N per batch keeps padding small; N=1 also comes in the standard single-problem style
         n = 1 + step % max_n
         style = "standard" if (n == 1 and step % (2 * max_n) == 0) else "bcr"
-        exs = [sft_example(tok, rng.sample(train, n), rng, style) for _ in range(batch_size)]
-        width = max(len(x) for x, _ in exs)
-        ids = torch.full((batch_size, width), tok.pad_token_id)
-        labels = torch.full((batch_size, width), -100)
-        mask = torch.zeros((batch_size, width), dtype=torch.long)
-        for i, (x, y) in enumerate(exs):  # right padding for training
-            ids[i, : len(x)], labels[i, : len(y)], mask[i, : len(x)] = torch.tensor(x), torch.tensor(y), 1
-        frac = step / steps  # linear warm-up then cosine decay
-        for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * frac))
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        batches = [[arithmetic_example(tok, rng.sample(train, 5)) for _ in range(16)],
+                   [sft_example(tok, rng.sample(train, n), rng, style) for _ in range(16)]]
+        for g in opt.param_groups:  # linear warm-up, then cosine decay to lr / 10
+            g["lr"] = lr * min(1.0, (step + 1) / 30) * (0.55 + 0.45 * math.cos(math.pi * step / steps))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses = []
+        for exs in batches:  # two forward passes, each padded to its own length
+            ids, labels, mask = _collate(exs, tok.pad_token_id)
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            (loss / len(batches)).backward()
+            losses.append(loss.item())
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 100 == 0 or step == steps - 1:
-            log(f"  step {step:4d}  loss {loss.item():.4f}  {time.time() - t0:.0f}s")
+            log(f"  step {step:4d}  loss arithmetic {losses[0]:.4f} task {losses[1]:.4f}  {time.time() - t0:.0f}s")
+        if on_step is not None:
+            on_step(step, model, tok)
     model.eval()
     save_pretrained_atomic(model, tok, out_dir)
     return model, tok
@@ -211,20 +248,20 @@ def save_pretrained_atomic(model, tokenizer, out_dir):
     os.replace(tmp, out_dir)
 
 
-def load_or_train_base(out_dir, seed=0, steps=1000, log=print):
+def load_or_train_base(out_dir, seed=0, log=print):
     """The cached base model if present, else a fresh warm start (reproducible from the seed)."""
     if os.path.exists(os.path.join(out_dir, "config.json")):
         log(f"base model: cached at {out_dir}")
         return AutoModelForCausalLM.from_pretrained(out_dir), AutoTokenizer.from_pretrained(out_dir)
     log(f"base model: none cached at {out_dir}, warm-starting from scratch (seed {seed})")
-    return warm_start(out_dir, seed=seed, steps=steps, log=log)
+    return warm_start(out_dir, seed=seed, log=log)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Train the toy base model (bcr.py does this for you).")
     ap.add_argument("--out", default="out/toy-base")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=700)
     ap.add_argument("--show", type=int, default=0, help="print N reference solutions and exit")
     args = ap.parse_args()
     if args.show:

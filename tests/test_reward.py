@@ -177,11 +177,11 @@ def test_timeout_is_counted_false_and_recovers():
     old = rw.TIMEOUT_S
     rw.TIMEOUT_S = 0.001  # nothing sympy does finishes in 1 ms: a forced timeout
     try:
-        assert rw.is_equiv("\\sqrt{8}", "2\\sqrt{2}") is False
+        assert rw.is_equiv("\\sin^2 x + \\cos^2 x", "1") is False
     finally:
         rw.TIMEOUT_S = old
     assert rw.STATS["timeouts"] == before + 1
-    assert rw.is_equiv("\\sqrt{8}", "2\\sqrt{2}")  # the worker restarts
+    assert rw.is_equiv("\\sin^2 x + \\cos^2 x", "1")  # the worker restarts
 
 
 def test_works_from_threads():
@@ -199,20 +199,33 @@ def _load(path):
         return [json.loads(x) for x in f if x.strip()]
 
 
+def _real_sets():
+    """(name, [(reference text, gold answer)], grader, required own-answer rate) for each benchmark."""
+    gsm = [(r["answer"], r["answer"].split("####")[-1].strip().replace(",", ""))
+           for r in _load(os.path.join(DATA, "gsm8k/raw/test.jsonl"))]
+    math500 = [(r["solution"], r["answer"]) for r in _load(os.path.join(DATA, "math500/raw/test.jsonl"))]
+    minerva = [(r["solution"], n["answer"]) for r, n in zip(_load(os.path.join(DATA, "minerva/raw/test.jsonl")),
+                                                            _load(os.path.join(DATA, "minerva.jsonl")))]
+    # OlympiadBench's worked solutions state their result in prose (no box, no marker, in 604 of 675
+    # rows), so its reference is the dataset's own final_answer field, as a model would box it
+    olymp = [(f"\\boxed{{{r['final_answer'][0]}}}", n["answer"])
+             for r, n in zip(_load(os.path.join(DATA, "olympiadbench/raw/test.jsonl")),
+                             _load(os.path.join(DATA, "olympiadbench.jsonl")))]
+    return [("gsm8k", gsm, 1.0), ("math500", math500, 0.99), ("minerva", minerva, 0.99), ("olympiadbench", olymp, 0.99)]
+
+
 @pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "gsm8k")), reason="../shared/data not present")
-def test_real_gsm8k_and_math500_solutions():
-    """A reference solution graded against its own answer is right; against another problem's, wrong."""
+def test_real_benchmark_references():
+    """A reference graded against its own answer is right; against another problem's, wrong."""
     report = []
-    for name, rows in (("gsm8k", [(r["answer"], r["answer"].split("####")[-1].strip().replace(",", ""))
-                                  for r in _load(os.path.join(DATA, "gsm8k/raw/test.jsonl"))]),
-                       ("math500", [(r["solution"], r["answer"]) for r in _load(os.path.join(DATA, "math500/raw/test.jsonl"))])):
+    for name, rows, need in _real_sets():
         own = [rw.grade(s, a) for s, a in rows]
-        shifted = [rw.grade(rows[i][0], rows[(i + 7) % len(rows)][1]) for i in range(len(rows))]
-        # a shifted pair whose answers are truly the same is not a false positive
-        same = [rw.normalize(rows[i][1]) == rw.normalize(rows[(i + 7) % len(rows)][1]) for i in range(len(rows))]
-        fp = sum(s and not d for s, d in zip(shifted, same))
+        shift = [(i, (i + 7) % len(rows)) for i in range(len(rows))]
+        # a shifted pair whose gold answers are the same answer is not a false positive
+        fps = [i for i, j in shift if rw.grade(rows[i][0], rows[j][1]) and not rw.is_equiv(rows[j][1], rows[i][1])]
         misses = [i for i, ok in enumerate(own) if not ok]
-        report.append(f"{name}: own {sum(own)}/{len(rows)}, misses {misses[:20]}, false positives {fp}")
-        assert sum(own) / len(rows) >= (1.0 if name == "gsm8k" else 0.99), report[-1]
-        assert fp / len(rows) <= 0.005, report[-1]
-    print("\n".join(report))
+        report.append(f"{name}: own answer {sum(own)}/{len(rows)} (misses at rows {misses[:20]}), "
+                      f"other problem's answer: {len(fps)} false positives {fps[:10]}")
+        print(report[-1])
+        assert sum(own) / len(rows) >= need, report[-1]
+        assert len(fps) / len(rows) <= 0.005, report[-1]
