@@ -43,13 +43,13 @@ def pass_at_k(n, c, k):
 
 
 def answer_line_ends(text, n):
-    """Character offset of the end of each problem's (last) "Answer k:" line, None if absent."""
+    """Character offset just past each problem's (last) "Answer k:" line and its newline, None if absent."""
     ends = [None] * n
     for m in rw._ANSWER_LINE_RE.finditer(text):
         k = int(m.group(1))
         if 1 <= k <= n:
             e = text.find("\n", m.end())
-            ends[k - 1] = len(text) if e == -1 else e
+            ends[k - 1] = len(text) if e == -1 else e + 1
     return ends
 
 
