@@ -258,6 +258,9 @@ def grpo_step(model, optimizer, batch, micro_batch_size, clip_low=0.2, clip_high
 # python grpo.py --bench: peak memory and time of the log-prob forward+backward, ours vs naive
 
 
+CHUNK = {"cpu": 128, "cuda": 1024}  # rows of logits per chunk in the benchmark
+
+
 def _one_bench(path, B, T, H, V, device, dtype):
     torch.manual_seed(0)
     W = (torch.randn(V, H, device=device, dtype=dtype) * 0.02).requires_grad_(True)
@@ -271,7 +274,7 @@ def _one_bench(path, B, T, H, V, device, dtype):
     if path == "naive":
         lp = torch.log_softmax((h @ W.T).float(), -1).gather(-1, tgt[..., None])[..., 0]
     else:
-        lp = chunked_logprobs(h.reshape(-1, H), W, tgt.reshape(-1)).view(B, T)
+        lp = chunked_logprobs(h.reshape(-1, H), W, tgt.reshape(-1), chunk_size=CHUNK[device.type]).view(B, T)
     lp.sum().backward()
     if device.type == "cuda":
         torch.cuda.synchronize()

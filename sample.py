@@ -24,8 +24,9 @@ training uses top_k=0, top_p=1 so the two are the same distribution). With T=0 (
 the T=1 log-probs.
 
 GPU fast path: the same loop, with the decode step compiled by torch.compile(mode="reduce-overhead")
-so that it is replayed as a CUDA graph (static shapes: the cache, the mask and the positions are
-preallocated buffers updated in place). On the CPU the step runs eagerly; read that path first.
+so that it is replayed as a CUDA graph (static shapes: attention reads every slot of the
+preallocated cache and the mask hides the unused ones). On the CPU the step runs eagerly and
+attention reads only the slots written so far; read that path first.
 """
 import argparse
 import time
@@ -40,15 +41,22 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 
 class _SlotLayer(CacheLayerMixin):
-    """One attention layer's keys/values, [B, heads, max_len, head_dim], written slot by slot."""
+    """One attention layer's keys/values, [B, heads, max_len, head_dim], written slot by slot.
+
+    static=True: attention always reads all max_len slots (the mask hides the unused ones), so
+    every decode step has the same shapes and can be replayed as a CUDA graph. static=False (CPU):
+    attention reads a view of the slots written so far, which is less work and copies nothing.
+    """
 
     is_compileable = True
     is_sliding = False
 
-    def __init__(self, max_len):
+    def __init__(self, max_len, static=True):
         super().__init__()
         self.max_len = max_len
-        self.offset = torch.tensor(0)  # next free slot; a tensor so a compiled step can advance it
+        self.static = static
+        self.length = 0  # slots written so far (python int, used when not static)
+        self.offset = torch.tensor(0)  # the same as a tensor, so a compiled step can advance it
 
     def lazy_initialization(self, key_states, value_states):
         b, h, _, d = key_states.shape
@@ -60,16 +68,26 @@ class _SlotLayer(CacheLayerMixin):
     def update(self, key_states, value_states, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        slots = self.offset + torch.arange(key_states.shape[-2], device=key_states.device)
+        n = key_states.shape[-2]
+        if not self.static:
+            self.keys[:, :, self.length : self.length + n] = key_states
+            self.values[:, :, self.length : self.length + n] = value_states
+            self.length += n
+            return self.keys[:, :, : self.length], self.values[:, :, : self.length]
+        slots = self.offset + torch.arange(n, device=key_states.device)
         self.keys.index_copy_(2, slots, key_states)
         self.values.index_copy_(2, slots, value_states)
-        self.offset.add_(key_states.shape[-2])
+        self.offset.add_(n)
         return self.keys, self.values
 
     def get_mask_sizes(self, query_length):
+        if not self.static:
+            return self.length + query_length, 0
         return self.max_len, 0  # the mask always covers every slot
 
     def get_seq_length(self):
+        if not self.static:
+            return self.length
         return self.offset if self.is_initialized else 0
 
     def get_max_length(self):
@@ -83,8 +101,8 @@ class _SlotLayer(CacheLayerMixin):
 class KVCache(Cache):
     """Our static cache: one _SlotLayer per transformer layer, sized from batch and budget."""
 
-    def __init__(self, num_layers, max_len):
-        super().__init__(layers=[_SlotLayer(max_len) for _ in range(num_layers)])
+    def __init__(self, num_layers, max_len, static=True):
+        super().__init__(layers=[_SlotLayer(max_len, static) for _ in range(num_layers)])
 
     def repeat_rows(self, repeats):
         """Share a prefilled prompt with its samples: row i becomes rows i*repeats .. i*repeats+repeats-1."""
@@ -183,9 +201,11 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         ids[i, L - len(p):] = torch.tensor(p, device=device)
         mask[i, L - len(p):L] = 1
     pos = (mask[:, :L].cumsum(-1) - 1).clamp(min=0)
-    cache = KVCache(cfg.num_hidden_layers, total)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                   use_cache=True, logits_to_keep=1).logits[:, -1]
+    use_compile = compile if compile is not None else device.type == "cuda"
+    static = use_compile  # a CUDA graph needs the same shapes every step
+    cache = KVCache(cfg.num_hidden_layers, total, static=static)
+    logits = model(input_ids=ids, attention_mask=mask if static else mask[:, :L], position_ids=pos,
+                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
 
     # 2. share each prompt's cache with its samples
     if G > 1:
@@ -195,7 +215,7 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     pos = pos[:, -1:].repeat_interleave(G, 0)  # [B, 1] position of the last prompt token
 
     step = _decode_step
-    if compile if compile is not None else device.type == "cuda":
+    if use_compile:
         step = _COMPILED.setdefault(id(model), torch.compile(_decode_step, mode="reduce-overhead", dynamic=False))
 
     # 3. decode in lock step
@@ -215,7 +235,7 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
             break  # the only host syncs: once every check_every steps
         mask[:, L + t] = 1
         pos = pos + 1
-        logits = step(model, cache, tok[:, None], mask, pos)
+        logits = step(model, cache, tok[:, None], mask if static else mask[:, : L + t + 1], pos)
     n = t + 1
     del cache  # the cache lives only for this rollout
     return Rollout(
