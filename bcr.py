@@ -344,7 +344,7 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     for i, text in enumerate(texts):
         golds = [p["answer"] for p in groups[i // args.group]]
         part = complete_part(text, bool(roll.finished[i]))
-        correct = rw.score(part, golds)
+        correct = problem_correctness(text, golds, bool(roll.finished[i]))
         fmt = sum(a is not None for a in rw.split_answers(part, len(golds))) / len(golds)
         r = rollout_reward(correct, int(roll.lengths[i]), args)
         if args.format_weight:

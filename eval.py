@@ -32,7 +32,7 @@ import torch
 
 import reward as rw
 import sample
-from bcr import DEFAULT_DATA_DIR, build_prompt, complete_part, load_problems
+from bcr import DEFAULT_DATA_DIR, build_prompt, load_problems, problem_correctness
 
 
 def pass_at_k(n, c, k):
@@ -90,20 +90,13 @@ def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, s
     return rows
 
 
-def judge(text, golds, finished, style):
-    text = complete_part(text, finished)
-    if style == "standard":
-        return [rw.grade(text, golds[0])]
-    return rw.score(text, golds)
-
-
 def grade_rows(rows, tok, n, style, budget=None):
     """Per-problem verdicts of each row, optionally as if the budget had been `budget` tokens."""
     out = []
     for r in rows:
         toks = r["tokens"] if budget is None else r["tokens"][:budget]
         finished = r["finished"] and len(r["tokens"]) <= len(toks)
-        out.append(judge(tok.decode(toks, skip_special_tokens=True), r["golds"], finished, style))
+        out.append(problem_correctness(tok.decode(toks, skip_special_tokens=True), r["golds"], finished, style))
     return out
 
 
