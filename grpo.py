@@ -32,7 +32,6 @@ recomputes each chunk in the backward pass instead of keeping its logits (activa
 checkpointing per chunk): the peak is one chunk of logits.
 """
 import argparse
-import math
 import os
 import resource
 import subprocess
@@ -40,7 +39,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 # ---------------------------------------------------------------------------------------------

@@ -282,8 +282,7 @@ def _terminates(q):
 
 
 def _numbers_equal(a, b):
-    (va, da), (vb, db) = a, b
-    if va == vb:
+    if a[0] == b[0]:
         return True
     # a decimal against a non-terminating fraction: equal only if correctly rounded, >= 2 places
     for (v, d), (w, e) in ((a, b), (b, a)):
