@@ -260,7 +260,7 @@ def load_model(args, log=print):
     if args.model == "toy":
         import toy
 
-        model, tok = toy.load_or_train_base(os.path.join("out", f"toy-base-s{args.base_seed}"), seed=args.base_seed, log=log)
+        model, tok = toy.load_or_train_base(toy.base_dir(args.base_seed), seed=args.base_seed, log=log)
     else:
         tok = AutoTokenizer.from_pretrained(args.model)
         model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)

@@ -272,7 +272,7 @@ def load_any(model_spec, device, dtype="float32"):
     if model_spec == "toy":
         import toy
 
-        model, tok = toy.load_or_train_base(os.path.join("out", "toy-base-s0"))
+        model, tok = toy.load_or_train_base(toy.base_dir(0))
     elif model_spec.endswith(".gguf"):
         d, f = os.path.split(model_spec)
         tok = AutoTokenizer.from_pretrained(d, gguf_file=f)

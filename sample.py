@@ -218,6 +218,13 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     if use_compile:
         step = _COMPILED.setdefault(id(model), torch.compile(_decode_step, mode="reduce-overhead", dynamic=False))
 
+    # On the CPU we hand the model a ready 4D additive mask [B, 1, 1, slots] (0 = attend, -inf =
+    # padding); transformers passes a 4D mask through untouched, so each step skips rebuilding it.
+    if not static:
+        neg = torch.finfo(model.dtype).min
+        mask4 = torch.where(mask.bool(), 0.0, neg).to(model.dtype)[:, None, None, :]
+        mask4[:, :, :, L:] = 0.0  # generated slots are attended as soon as they are written
+
     # 3. decode in lock step
     out = torch.full((B, max_new_tokens), pad, dtype=torch.long, device=device)
     out_lp = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
@@ -235,7 +242,7 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
             break  # the only host syncs: once every check_every steps
         mask[:, L + t] = 1
         pos = pos + 1
-        logits = step(model, cache, tok[:, None], mask if static else mask[:, : L + t + 1], pos)
+        logits = step(model, cache, tok[:, None], mask if static else mask4[..., : L + t + 1], pos)
     n = t + 1
     del cache  # the cache lives only for this rollout
     return Rollout(

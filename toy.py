@@ -7,32 +7,30 @@ grpo.py, eval.py) sees an ordinary Hugging Face tokenizer and LlamaForCausalLM, 
 real hub model go through the same lines of code.
 
 The world:
-  - problems: sums of four one-digit numbers ("7+5+8+3"), answers checked by reward.py like any
-    math answer;
-  - reference solutions: copy the problem, then add the first two terms and copy the rest, one
-    line per addition ("12+8+3", "20+3", "23"); these steps are *needed*: a tiny model cannot
-    add four numbers in one go;
-  - *redundant* reasoning mixed in at random, which never changes the answer: a re-check of the
-    step just done ("wait, check: 12+8+3"; each step is re-checked again with probability
-    P_REDUNDANT, so the number of re-checks is geometric) and a restated result ("so the sum is 23");
+  - problems: sums of two numbers from 10 to 59 ("47+38"); one problem in four, chosen by a hash
+    of its text, is held out for evaluation (647 problems); answers are checked by reward.py like
+    any math answer;
+  - reference solutions: restate the problem, split it into tens and units, add each, add the two
+    ("47+38" -> "40+30+7+8" -> "70+15" -> "85"). These steps are *needed*: each line is a small
+    table lookup on the line just above, while the sum in one go is a table the model never sees;
+  - *redundant* reasoning mixed in at random, which never changes the answer: each needed line is
+    re-checked 0 to 3 times ("wait, check: 70+15") and the result is sometimes restated ("so the
+    sum is 85"). The minimal solution is about 45% of the average reference;
   - a supervised warm start (plain cross-entropy) gives the *base model*: accurate and verbose, on
-    single problems and on N-problem prompts in the BCR format. Its batches mix the arithmetic
-    lines alone (short, dense) with the task in its chat format and verbose references, like
-    pretraining text mixed into instruction tuning.
+    single problems and on N-problem prompts in the BCR format (see warm_start).
 
 So length can be cut wisely (drop the re-checks) or badly (drop a needed step). A BCR-trained
 model should learn the first.
 
 The tokenizer is character level (printable ASCII and newline) plus the chat-template markers and
-whole-phrase tokens for the fixed text of prompts and solutions ("### Problem ", "Answer ",
-"\\boxed{", "wait, check: ", ...) and for the numbers 10..99, as a trained BPE vocabulary would
-have, so that sequences stay short on a CPU and a tiny model learns the format quickly. It is a real transformers.PreTrainedTokenizerFast with a chat
-template, EOS and PAD, saved and loaded with save_pretrained / from_pretrained.
+whole-phrase tokens for the fixed text of prompts and solutions ("### Problem 1\n", "Answer ",
+"\\boxed{", "wait, check: ", ...) and for the numbers 10..118, as a trained BPE vocabulary would
+have, so that sequences stay short on a CPU and a tiny model learns the format quickly. It is a
+real transformers.PreTrainedTokenizerFast with a chat template, EOS and PAD, saved and loaded with
+save_pretrained / from_pretrained.
 """
 import argparse
 import hashlib
-import itertools
-import math
 import os
 import random
 import time
@@ -41,7 +39,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-P_REDUNDANT = 0.6  # probability of each redundant piece (re-checks repeat geometrically)
+MAX_CHECKS = 3  # each needed line is re-checked 0..MAX_CHECKS times, uniformly
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
@@ -67,8 +65,11 @@ def make_tokenizer():
     tok.add_tokens(["Solve these ", " problems in order. End problem k with the line: ",
                     "Solve the problem. Put the final answer in ", "### Problem ", "Answer ", "\\boxed{",
                     "wait, check: ", "so the sum is "])
+    # each problem header, newline included, is one token: reading problem k out of the prompt is
+    # then the textbook induction pattern (find the header token, copy what follows it)
+    tok.add_tokens([f"### Problem {k}\n" for k in range(1, 10)])
     # two-digit numbers are single tokens, as in the number tokens of Llama 3 or GPT-4 tokenizers
-    tok.add_tokens([str(i) for i in range(10, 100)])
+    tok.add_tokens([str(i) for i in range(10, 2 * HI + 1)])
     tok.chat_template = CHAT_TEMPLATE
     tok.padding_side = "left"
     return tok
@@ -90,61 +91,68 @@ def make_model(tokenizer, seed=0):
 # problems and reference solutions
 
 
-TERMS = 4  # problems are sums of TERMS one-digit numbers
+LO, HI = 10, 59  # problems are sums of two numbers in LO..HI ("47+38")
 
 
 def is_heldout(question):
-    """One problem in 10, picked by a hash of its text, is reserved for evaluation."""
-    return int(hashlib.md5(question.encode()).hexdigest(), 16) % 10 == 0
+    """One problem in 4, picked by a hash of its text, is reserved for evaluation."""
+    return int(hashlib.md5(question.encode()).hexdigest(), 16) % 4 == 0
 
 
 def make_problems(n, split, seed):
     """n problems {"id","question","answer"}; the "train" and "test" splits are disjoint and
-    test problems are distinct (there are 656 of them)."""
+    test problems are distinct (there are 807 of them)."""
     rng = random.Random(f"{split}-{seed}")
     if split == "test":
-        pool = [q for q in ("+".join(map(str, t)) for t in itertools.product(range(1, 10), repeat=TERMS)) if is_heldout(q)]
+        pool = [q for q in (f"{a}+{b}" for a in range(LO, HI + 1) for b in range(LO, HI + 1)) if is_heldout(q)]
         if n > len(pool):
             raise ValueError(f"the toy world has {len(pool)} held-out problems, asked for {n}")
         qs = rng.sample(pool, n)
     else:
         qs = []
         while len(qs) < n:
-            q = "+".join(str(rng.randint(1, 9)) for _ in range(TERMS))
+            q = f"{rng.randint(LO, HI)}+{rng.randint(LO, HI)}"
             if not is_heldout(q):
                 qs.append(q)
     return [{"id": f"toy-{split}-{i}", "question": q, "answer": str(sum(map(int, q.split("+"))))}
             for i, q in enumerate(qs)]
 
 
-def solution_steps(question, rng, p_redundant=P_REDUNDANT):
+def needed_lines(question):
+    """The needed steps: each line is computed from the line just above it only.
+
+    "47+38" -> "40+30+7+8" (split into tens and units) -> "70+15" (add tens, add units) -> "85".
+    """
+    a, b = map(int, question.split("+"))
+    return [question, f"{a // 10 * 10}+{b // 10 * 10}+{a % 10}+{b % 10}",
+            f"{a // 10 * 10 + b // 10 * 10}+{a % 10 + b % 10}", str(a + b)]
+
+
+def solution_steps(question, rng, redundant=True):
     """The lines of a step-by-step solution, with random redundant lines.
 
-    Needed: a copy of the problem, then one line per addition, each adding the first two terms of
-    the line above and copying the rest ("7+5+8+3" -> "12+8+3" -> "20+3" -> "23").
-    Redundant: after a needed line, "wait, check: 12+8+3" with probability p, repeated (so
-    the number of re-checks is geometric), and "so the sum is 23" with probability p.
+    Needed: needed_lines(question). Redundant: after each needed line, 0 to MAX_CHECKS re-checks
+    that repeat it ("wait, check: 70+15"), uniformly at random, and with probability 1/2 a
+    restated result at the end ("so the sum is 85"). A re-check repeats its line, so the next
+    needed line reads its inputs at the same place whether or not re-checks came between.
     """
-    terms = [int(x) for x in question.split("+")]
-    lines = [question]
-    while len(terms) > 1:
-        terms = [terms[0] + terms[1]] + terms[2:]
-        line = "+".join(map(str, terms))
-        lines.append(line)  # needed
-        while p_redundant and rng.random() < p_redundant:
-            lines.append(f"wait, check: {line}")  # redundant re-check of the step
-    if p_redundant and rng.random() < p_redundant:
-        lines.append(f"so the sum is {terms[0]}")  # redundant restatement
+    lines = []
+    for line in needed_lines(question):
+        lines.append(line)
+        if redundant:
+            lines += [f"wait, check: {line}"] * rng.randint(0, MAX_CHECKS)
+    if redundant and rng.random() < 0.5:
+        lines.append(f"so the sum is {lines[-1].split()[-1]}")
     return lines
 
 
-def solution_text(questions, answers, rng, style="bcr", p_redundant=P_REDUNDANT):
+def solution_text(questions, answers, rng, style="bcr", redundant=True):
     """Reference response for one prompt: N problems in the BCR format, or one in the standard one."""
     if style == "standard":
-        return "\n".join(solution_steps(questions[0], rng, p_redundant)) + "\n\\boxed{" + answers[0] + "}"
+        return "\n".join(solution_steps(questions[0], rng, redundant)) + "\n\\boxed{" + answers[0] + "}"
     parts = []
     for k, (q, ans) in enumerate(zip(questions, answers), 1):
-        lines = [f"### Problem {k}"] + solution_steps(q, rng, p_redundant) + [f"Answer {k}: \\boxed{{{ans}}}"]
+        lines = [f"### Problem {k}"] + solution_steps(q, rng, redundant) + [f"Answer {k}: \\boxed{{{ans}}}"]
         parts.append("\n".join(lines))
     return "\n".join(parts)
 
@@ -170,12 +178,23 @@ def arithmetic_example(tokenizer, problems):
     learned by relative position, as they are needed inside a long task prompt."""
     ids, labels = [], []
     for p in problems:
-        lines = solution_steps(p["question"], None, p_redundant=0.0)
+        lines = needed_lines(p["question"])
         first = tokenizer(lines[0] + "\n", add_special_tokens=False)["input_ids"]
         rest = tokenizer("\n".join(lines[1:]) + "\n", add_special_tokens=False)["input_ids"]
         ids += first + rest
         labels += [-100] * len(first) + rest
     return ids, labels
+
+
+def recall_example(tokenizer, problems):
+    """Dense example for reading problem k out of the prompt, the one non-local step: a BCR
+    prompt of N problems and a response that restates each one under its header, nothing else."""
+    from bcr import build_prompt
+
+    prompt_ids = build_prompt(tokenizer, [p["question"] for p in problems])
+    resp = "".join(f"### Problem {k}\n{p['question']}\n" for k, p in enumerate(problems, 1))
+    resp_ids = tokenizer(resp, add_special_tokens=False)["input_ids"]
+    return prompt_ids + resp_ids, [-100] * len(prompt_ids) + resp_ids
 
 
 def _collate(examples, pad_id):
@@ -189,47 +208,52 @@ def _collate(examples, pad_id):
     return ids, labels, mask
 
 
-def warm_start(out_dir, seed=0, steps=700, lr=3e-3, max_n=4, log=print, on_step=None):
+def warm_start(out_dir, seed=0, steps=(400, 700), lr=3e-3, batch=8, max_n=4, log=print):
     """Train the base model from scratch and save it (model + tokenizer) with save_pretrained.
 
-    Each batch mixes two kinds of examples, like pretraining text mixed into instruction tuning:
-      - 16 arithmetic examples, each the needed lines of 5 solutions back to back: dense, they
-        teach the additions quickly;
-      - 16 task examples: a chat-formatted prompt of N problems (one N per batch, cycling 1..max_n;
-        N=1 also in the standard single-problem style) and its verbose reference response.
-    The loss is cross-entropy on everything after the problem line (arithmetic) or on the
-    response and its EOS (task).
+    Three kinds of examples, like pretraining text mixed into instruction tuning:
+      - arithmetic: the needed lines of 5 solutions back to back, dense, to learn the steps;
+      - recall: N problems in the BCR prompt, each restated under its header, to learn to read
+        problem k out of the prompt (an induction circuit: it forms suddenly after a few hundred
+        steps of dense examples, and far later when buried in long task examples);
+      - task: a prompt of N problems (one N per step, cycling 1..max_n; N=1 also in the standard
+        single-problem style) and its verbose reference response.
+    Phase 1 (steps[0] steps) trains on arithmetic + recall, which are short and cheap; phase 2
+    (steps[1] steps) adds the task. Every step takes `batch` examples of each kind; the loss is
+    cross-entropy on the response (and its EOS) only.
     """
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tok = make_tokenizer()
     model = make_model(tok, seed)
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"warm start: {n_params / 1e6:.2f}M-parameter Llama, {steps} steps")
+    total = sum(steps)
+    log(f"warm start: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M-parameter Llama, "
+        f"{steps[0]} steps of arithmetic + recall, then {steps[1]} with the task")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
     train = make_problems(200_000, "train", seed)
     model.train()
     t0 = time.time()
-    for step in range(steps):
-        n = 1 + step % max_n
-        style = "standard" if (n == 1 and step % (2 * max_n) == 0) else "bcr"
-        batches = [[arithmetic_example(tok, rng.sample(train, 5)) for _ in range(16)],
-                   [sft_example(tok, rng.sample(train, n), rng, style) for _ in range(16)]]
-        for g in opt.param_groups:  # linear warm-up, then cosine decay to lr / 10
-            g["lr"] = lr * min(1.0, (step + 1) / 30) * (0.55 + 0.45 * math.cos(math.pi * step / steps))
+    for step in range(total):
+        arith, recall = (batch, 2 * batch) if step < steps[0] else (batch // 4, batch // 2)
+        kinds = {"arithmetic": [arithmetic_example(tok, rng.sample(train, 5)) for _ in range(arith)],
+                 "recall": [recall_example(tok, rng.sample(train, rng.randint(1, max_n + 2))) for _ in range(recall)]}
+        if step >= steps[0]:
+            n = 1 + step % max_n
+            style = "standard" if (n == 1 and step % (2 * max_n) == 0) else "bcr"
+            kinds["task"] = [sft_example(tok, rng.sample(train, n), rng, style) for _ in range(batch)]
+        for g in opt.param_groups:  # warm-up, constant, then a linear decay to lr / 10 over the last 20%
+            g["lr"] = lr * min(1.0, (step + 1) / 30, 0.1 + 0.9 * (total - step) / (0.2 * total))
         opt.zero_grad(set_to_none=True)
-        losses = []
-        for exs in batches:  # two forward passes, each padded to its own length
+        losses = {}
+        for name, exs in kinds.items():  # one forward pass per kind, each padded to its own length
             ids, labels, mask = _collate(exs, tok.pad_token_id)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            (loss / len(batches)).backward()
-            losses.append(loss.item())
+            (loss / len(kinds)).backward()
+            losses[name] = loss.item()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 100 == 0 or step == steps - 1:
-            log(f"  step {step:4d}  loss arithmetic {losses[0]:.4f} task {losses[1]:.4f}  {time.time() - t0:.0f}s")
-        if on_step is not None:
-            on_step(step, model, tok)
+        if step % 100 == 0 or step == total - 1:
+            log(f"  step {step:4d}  loss " + " ".join(f"{k} {v:.3f}" for k, v in losses.items()) + f"  {time.time() - t0:.0f}s")
     model.eval()
     save_pretrained_atomic(model, tok, out_dir)
     return model, tok
@@ -248,6 +272,12 @@ def save_pretrained_atomic(model, tokenizer, out_dir):
     os.replace(tmp, out_dir)
 
 
+def base_dir(seed=0):
+    """Where bcr.py and eval.py cache the base model. The "v2" names this version of the toy
+    world: a base model cached by an older toy.py (another tokenizer) is never picked up."""
+    return os.path.join("out", f"toy-base-v2-s{seed}")
+
+
 def load_or_train_base(out_dir, seed=0, log=print):
     """The cached base model if present, else a fresh warm start (reproducible from the seed)."""
     if os.path.exists(os.path.join(out_dir, "config.json")):
@@ -261,11 +291,11 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Train the toy base model (bcr.py does this for you).")
     ap.add_argument("--out", default="out/toy-base")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=700)
+    ap.add_argument("--steps", type=int, nargs=2, default=[400, 700], help="phase 1 and phase 2 steps")
     ap.add_argument("--show", type=int, default=0, help="print N reference solutions and exit")
     args = ap.parse_args()
     if args.show:
         probs = make_problems(args.show, "train", args.seed)
         print(solution_text([p["question"] for p in probs], [p["answer"] for p in probs], random.Random(args.seed)))
     else:
-        warm_start(args.out, seed=args.seed, steps=args.steps)
+        warm_start(args.out, seed=args.seed, steps=tuple(args.steps))

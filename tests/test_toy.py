@@ -1,0 +1,72 @@
+"""The toy world: problems, reference solutions, tokenizer and a short warm start."""
+import random
+
+import pytest
+import torch
+
+import bcr
+import reward
+import toy
+
+
+def test_needed_lines_hand_computed():
+    assert toy.needed_lines("47+38") == ["47+38", "40+30+7+8", "70+15", "85"]
+    assert toy.needed_lines("10+50") == ["10+50", "10+50+0+0", "60+0", "60"]
+    assert toy.needed_lines("59+59") == ["59+59", "50+50+9+9", "100+18", "118"]
+
+
+def test_every_line_of_every_solution_evaluates_to_the_answer():
+    # needed lines and re-checks are all equal to the answer, so redundancy never changes it
+    rng = random.Random(0)
+    for p in toy.make_problems(300, "train", 0):
+        for line in toy.solution_steps(p["question"], rng):
+            expr = line.replace("wait, check: ", "").replace("so the sum is ", "")
+            assert sum(int(x) for x in expr.split("+")) == int(p["answer"]), (p, line)
+
+
+def test_redundancy_is_random_and_bounded():
+    rng = random.Random(1)
+    counts = [sum(l.startswith("wait, check") for l in toy.solution_steps("47+38", rng)) for _ in range(2000)]
+    assert min(counts) == 0 and max(counts) == 4 * toy.MAX_CHECKS
+    assert abs(sum(counts) / len(counts) - 4 * toy.MAX_CHECKS / 2) < 0.2  # uniform 0..MAX_CHECKS per line
+    assert toy.solution_steps("47+38", rng, redundant=False) == toy.needed_lines("47+38")
+
+
+def test_splits_are_disjoint_and_test_problems_distinct():
+    test = toy.make_problems(600, "test", 0)
+    train = toy.make_problems(5000, "train", 0)
+    tq = {p["question"] for p in test}
+    assert len(tq) == 600
+    assert not tq & {p["question"] for p in train}
+    assert all(p["answer"] == str(eval(p["question"])) for p in test[:50])
+    with pytest.raises(ValueError, match="held-out problems"):
+        toy.make_problems(10_000, "test", 0)
+
+
+def test_reference_solution_scores_one_and_tokenizes_round_trip():
+    tok = toy.make_tokenizer()
+    probs = toy.make_problems(3, "test", 0)
+    qs, golds = [p["question"] for p in probs], [p["answer"] for p in probs]
+    text = toy.solution_text(qs, golds, random.Random(0))
+    assert bcr.problem_correctness(text, golds, True) == [True, True, True]
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == text
+    # numbers and the problem headers are single tokens
+    assert tok("### Problem 2\n47+38", add_special_tokens=False)["input_ids"] == tok.convert_tokens_to_ids(
+        ["### Problem 2\n", "47", "+", "38"])
+    std = toy.solution_text(qs[:1], golds[:1], random.Random(0), style="standard")
+    assert reward.grade(std, golds[0])
+
+
+def test_warm_start_learns_and_saves(tmp_path):
+    # a few steps of each phase: the loss falls and the saved model reloads with the same outputs
+    logs = []
+    model, tok = toy.warm_start(str(tmp_path / "base"), seed=0, steps=(12, 12), batch=4, log=logs.append)
+    first = float(logs[1].split()[4])  # "step 0 loss arithmetic X ..."
+    last = float(logs[-1].split()[4])
+    assert last < first - 1.0, logs
+    from transformers import AutoModelForCausalLM
+
+    again = AutoModelForCausalLM.from_pretrained(str(tmp_path / "base"))
+    x = torch.tensor([bcr.build_prompt(tok, ["12+34"])])
+    torch.testing.assert_close(again(x).logits, model(x).logits)
