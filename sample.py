@@ -218,8 +218,8 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     if use_compile:
         step = _COMPILED.setdefault(id(model), torch.compile(_decode_step, mode="reduce-overhead", dynamic=False))
 
-    # On the CPU we hand the model a ready 4D additive mask [B, 1, 1, slots] (0 = attend, -inf =
-    # padding); transformers passes a 4D mask through untouched, so each step skips rebuilding it.
+    # On the CPU we hand the model a ready 4D additive mask [B, 1, 1, slots] (0 = attend, the dtype's
+    # lowest value = padding); transformers passes a 4D mask through untouched: no rebuild per step.
     if not static:
         neg = torch.finfo(model.dtype).min
         mask4 = torch.where(mask.bool(), 0.0, neg).to(model.dtype)[:, None, None, :]
