@@ -240,7 +240,8 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         done = done | torch.isin(tok, eos_t)
         if t + 1 == max_new_tokens or ((t + 1) % check_every == 0 and bool(done.all())):
             break  # the only host syncs: once every check_every steps
-        mask[:, L + t] = 1
+        if static:  # the CPU path reads mask4, whose generated slots are already open
+            mask[:, L + t] = 1
         pos = pos + 1
         logits = step(model, cache, tok[:, None], mask if static else mask4[..., : L + t + 1], pos)
     n = t + 1

@@ -101,7 +101,7 @@ def is_heldout(question):
 
 def make_problems(n, split, seed):
     """n problems {"id","question","answer"}; the "train" and "test" splits are disjoint and
-    test problems are distinct (there are 807 of them)."""
+    test problems are distinct (there are 647 of them)."""
     rng = random.Random(f"{split}-{seed}")
     if split == "test":
         pool = [q for q in (f"{a}+{b}" for a in range(LO, HI + 1) for b in range(LO, HI + 1)) if is_heldout(q)]
@@ -219,8 +219,9 @@ def warm_start(out_dir, seed=0, steps=(400, 700), lr=3e-3, batch=8, max_n=4, log
       - task: a prompt of N problems (one N per step, cycling 1..max_n; N=1 also in the standard
         single-problem style) and its verbose reference response.
     Phase 1 (steps[0] steps) trains on arithmetic + recall, which are short and cheap; phase 2
-    (steps[1] steps) adds the task. Every step takes `batch` examples of each kind; the loss is
-    cross-entropy on the response (and its EOS) only.
+    (steps[1] steps) adds the task. A phase-1 step takes `batch` arithmetic and 2 * `batch` recall
+    examples; a phase-2 step `batch` task, `batch` // 2 recall and `batch` // 4 arithmetic ones. The
+    loss is cross-entropy on the response (and its EOS) only.
     """
     torch.manual_seed(seed)
     rng = random.Random(seed)
