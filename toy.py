@@ -290,7 +290,7 @@ def load_or_train_base(out_dir, seed=0, log=print):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Train the toy base model (bcr.py does this for you).")
-    ap.add_argument("--out", default="out/toy-base")
+    ap.add_argument("--out", help="default: the cache bcr.py and eval.py read, out/toy-base-v2-s<seed>")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, nargs=2, default=[400, 700], help="phase 1 and phase 2 steps")
     ap.add_argument("--show", type=int, default=0, help="print N reference solutions and exit")
@@ -299,4 +299,4 @@ if __name__ == "__main__":
         probs = make_problems(args.show, "train", args.seed)
         print(solution_text([p["question"] for p in probs], [p["answer"] for p in probs], random.Random(args.seed)))
     else:
-        warm_start(args.out, seed=args.seed, steps=tuple(args.steps))
+        warm_start(args.out or base_dir(args.seed), seed=args.seed, steps=tuple(args.steps))
