@@ -182,7 +182,7 @@ def load_problems(spec, data_dir=DEFAULT_DATA_DIR, split="train", seed=0, n=None
 
 PRESETS = {
     # the embedded toy world: trains in minutes on 2 CPU cores
-    "toy": dict(model="toy", data="toy", eval_data="toy", n=3, budget=120, group=8, prompts=16, steps=40, lr=3e-4,
+    "toy": dict(model="toy", data="toy", eval_data="toy", n=3, budget=150, group=8, prompts=16, steps=40, lr=3e-4,
                 temperature=1.0, micro_batch=128, eval_n=[1, 2, 3, 4], eval_problems=600, eval_budget=None,
                 dtype="float32", beta=0.0, save_every=20),
     # paper scale, one GPU: JustRL-DeepSeek-1.5B is a drop-in for the distilled R1 via --model

@@ -14,19 +14,24 @@ The world:
     ("47+38" -> "40+30+7+8" -> "70+15" -> "85"). These steps are *needed*: each line is a small
     table lookup on the line just above, while the sum in one go is a table the model never sees;
   - *redundant* reasoning mixed in at random, which never changes the answer: each needed line is
-    re-checked 0 to 3 times ("wait, check: 70+15") and the result is sometimes restated ("so the
-    sum is 85"). The minimal solution is about 45% of the average reference;
-  - a supervised warm start (plain cross-entropy) gives the *base model*: accurate and verbose, on
-    single problems and on N-problem prompts in the BCR format (see warm_start).
+    re-checked 0 to 3 times, uniformly ("wait, check: 70+15", "check again: 70+15", "once more:
+    70+15", each re-check with its own opening so that the model need not count repeats), and the
+    result is restated with probability 1/2 ("so the sum is 85"). The minimal solution is about
+    43% of the average reference (34 of 78 tokens);
+  - a supervised warm start (plain cross-entropy) gives the *base model*: accurate and verbose on
+    one problem. Reading problem k >= 2 out of an N-problem prompt is not learned in the default
+    warm start's budget (see the README's status).
 
 So length can be cut wisely (drop the re-checks) or badly (drop a needed step). A BCR-trained
 model should learn the first.
 
-The tokenizer is character level (printable ASCII and newline) plus the chat-template markers and
-whole-phrase tokens for the fixed text of prompts and solutions ("### Problem 1\n", "Answer ",
-"\\boxed{", "wait, check: ", ...) and for the numbers 10..118, as a trained BPE vocabulary would
-have, so that sequences stay short on a CPU and a tiny model learns the format quickly. It is a
-real transformers.PreTrainedTokenizerFast with a chat template, EOS and PAD, saved and loaded with
+The tokenizer is character level (printable ASCII and newline), so numbers are written digit by
+digit and every step of a solution is a lookup in the same small one-digit tables (with one token
+per two-digit number the same warm start was less accurate: 66-75% instead of 89%). On top come
+the chat-template markers and whole-phrase tokens for the fixed text of prompts and solutions
+("### Problem 1\n", "Answer ", "\\boxed{", "wait, check: ", ...), as a trained BPE vocabulary
+would have, so that sequences stay short on a CPU. It is a real
+transformers.PreTrainedTokenizerFast with a chat template, EOS and PAD, saved and loaded with
 save_pretrained / from_pretrained.
 """
 import argparse
@@ -39,7 +44,10 @@ import torch
 from tokenizers import Tokenizer, decoders, models
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-MAX_CHECKS = 3  # each needed line is re-checked 0..MAX_CHECKS times, uniformly
+# each needed line is re-checked 0 to 3 times, uniformly; the k-th re-check starts with CHECKS[k-1], so
+# the model sees from the last line alone how many came before (a tiny model cannot count repeats)
+CHECKS = ["wait, check: ", "check again: ", "once more: "]
+MAX_CHECKS = len(CHECKS)
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
@@ -64,12 +72,10 @@ def make_tokenizer():
     # whole-phrase tokens for the fixed prompt and format text, as a trained BPE would have
     tok.add_tokens(["Solve these ", " problems in order. End problem k with the line: ",
                     "Solve the problem. Put the final answer in ", "### Problem ", "Answer ", "\\boxed{",
-                    "wait, check: ", "so the sum is "])
+                    *CHECKS, "so the sum is "])
     # each problem header, newline included, is one token: reading problem k out of the prompt is
     # then the textbook induction pattern (find the header token, copy what follows it)
     tok.add_tokens([f"### Problem {k}\n" for k in range(1, 10)])
-    # two-digit numbers are single tokens, as in the number tokens of Llama 3 or GPT-4 tokenizers
-    tok.add_tokens([str(i) for i in range(10, 2 * HI + 1)])
     tok.chat_template = CHAT_TEMPLATE
     tok.padding_side = "left"
     return tok
@@ -140,7 +146,7 @@ def solution_steps(question, rng, redundant=True):
     for line in needed_lines(question):
         lines.append(line)
         if redundant:
-            lines += [f"wait, check: {line}"] * rng.randint(0, MAX_CHECKS)
+            lines += [c + line for c in CHECKS[: rng.randint(0, MAX_CHECKS)]]
     if redundant and rng.random() < 0.5:
         lines.append(f"so the sum is {lines[-1].split()[-1]}")
     return lines
@@ -172,31 +178,6 @@ def sft_example(tokenizer, problems, rng, style):
     return prompt_ids + resp_ids, [-100] * len(prompt_ids) + resp_ids
 
 
-def arithmetic_example(tokenizer, problems):
-    """Dense example: the needed lines of several solutions back to back, loss after each
-    problem line. Packing several puts most problems away from position 0, so the additions are
-    learned by relative position, as they are needed inside a long task prompt."""
-    ids, labels = [], []
-    for p in problems:
-        lines = needed_lines(p["question"])
-        first = tokenizer(lines[0] + "\n", add_special_tokens=False)["input_ids"]
-        rest = tokenizer("\n".join(lines[1:]) + "\n", add_special_tokens=False)["input_ids"]
-        ids += first + rest
-        labels += [-100] * len(first) + rest
-    return ids, labels
-
-
-def recall_example(tokenizer, problems):
-    """Dense example for reading problem k out of the prompt, the one non-local step: a BCR
-    prompt of N problems and a response that restates each one under its header, nothing else."""
-    from bcr import build_prompt
-
-    prompt_ids = build_prompt(tokenizer, [p["question"] for p in problems])
-    resp = "".join(f"### Problem {k}\n{p['question']}\n" for k, p in enumerate(problems, 1))
-    resp_ids = tokenizer(resp, add_special_tokens=False)["input_ids"]
-    return prompt_ids + resp_ids, [-100] * len(prompt_ids) + resp_ids
-
-
 def _collate(examples, pad_id):
     """Right-padded input_ids, labels (-100 = no loss) and attention mask."""
     width = max(len(x) for x, _ in examples)
@@ -208,53 +189,40 @@ def _collate(examples, pad_id):
     return ids, labels, mask
 
 
-def warm_start(out_dir, seed=0, steps=(400, 700), lr=3e-3, batch=8, max_n=4, log=print):
+def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, tokens_per_step=16, max_n=4, log=print):
     """Train the base model from scratch and save it (model + tokenizer) with save_pretrained.
 
-    Three kinds of examples, like pretraining text mixed into instruction tuning:
-      - arithmetic: the needed lines of 5 solutions back to back, dense, to learn the steps;
-      - recall: N problems in the BCR prompt, each restated under its header, to learn to read
-        problem k out of the prompt (an induction circuit: it forms suddenly after a few hundred
-        steps of dense examples, and far later when buried in long task examples);
-      - task: a prompt of N problems (one N per step, cycling 1..max_n; N=1 also in the standard
-        single-problem style) and its verbose reference response.
-    Phase 1 (steps[0] steps) trains on arithmetic + recall, which are short and cheap; phase 2
-    (steps[1] steps) adds the task. A phase-1 step takes `batch` arithmetic and 2 * `batch` recall
-    examples; a phase-2 step `batch` task, `batch` // 2 recall and `batch` // 4 arithmetic ones. The
-    loss is cross-entropy on the response (and its EOS) only.
+    Plain supervised fine-tuning on the task: each step takes prompts of one size N (cycling
+    1..max_n; half the N=1 steps use the standard single-problem prompt) and their verbose
+    reference responses, tokens_per_step // N of them so every step costs about the same. The loss
+    is cross-entropy on the response and its EOS. The learning rate warms up for 30 steps, stays
+    constant, then decays linearly to lr / 10 over the last 20% of the steps: most of the accuracy
+    comes in that decay.
     """
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tok = make_tokenizer()
     model = make_model(tok, seed)
-    total = sum(steps)
-    log(f"warm start: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M-parameter Llama, "
-        f"{steps[0]} steps of arithmetic + recall, then {steps[1]} with the task")
+    log(f"warm start: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M-parameter Llama, {steps} steps of "
+        f"supervised fine-tuning on the task, N = 1..{max_n}")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
     train = make_problems(200_000, "train", seed)
     model.train()
     t0 = time.time()
-    for step in range(total):
-        arith, recall = (batch, 2 * batch) if step < steps[0] else (batch // 4, batch // 2)
-        kinds = {"arithmetic": [arithmetic_example(tok, rng.sample(train, 5)) for _ in range(arith)],
-                 "recall": [recall_example(tok, rng.sample(train, rng.randint(1, max_n + 2))) for _ in range(recall)]}
-        if step >= steps[0]:
-            n = 1 + step % max_n
-            style = "standard" if (n == 1 and step % (2 * max_n) == 0) else "bcr"
-            kinds["task"] = [sft_example(tok, rng.sample(train, n), rng, style) for _ in range(batch)]
+    for step in range(steps):
+        n = 1 + step % max_n
+        style = "standard" if (n == 1 and step % (2 * max_n) == 0) else "bcr"
+        batch = [sft_example(tok, rng.sample(train, n), rng, style) for _ in range(max(1, tokens_per_step // n))]
+        ids, labels, mask = _collate(batch, tok.pad_token_id)
         for g in opt.param_groups:  # warm-up, constant, then a linear decay to lr / 10 over the last 20%
-            g["lr"] = lr * min(1.0, (step + 1) / 30, 0.1 + 0.9 * (total - step) / (0.2 * total))
+            g["lr"] = lr * min(1.0, (step + 1) / 30, 0.1 + 0.9 * (steps - step) / (0.2 * steps))
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         opt.zero_grad(set_to_none=True)
-        losses = {}
-        for name, exs in kinds.items():  # one forward pass per kind, each padded to its own length
-            ids, labels, mask = _collate(exs, tok.pad_token_id)
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            (loss / len(kinds)).backward()
-            losses[name] = loss.item()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 100 == 0 or step == total - 1:
-            log(f"  step {step:4d}  loss " + " ".join(f"{k} {v:.3f}" for k, v in losses.items()) + f"  {time.time() - t0:.0f}s")
+        if step % 100 == 0 or step == steps - 1:
+            log(f"  step {step:4d}  N={n}  loss {loss.item():.3f}  {time.time() - t0:.0f}s")
     model.eval()
     save_pretrained_atomic(model, tok, out_dir)
     return model, tok
@@ -274,9 +242,9 @@ def save_pretrained_atomic(model, tokenizer, out_dir):
 
 
 def base_dir(seed=0):
-    """Where bcr.py and eval.py cache the base model. The "v2" names this version of the toy
+    """Where bcr.py and eval.py cache the base model. The "v3" names this version of the toy
     world: a base model cached by an older toy.py (another tokenizer) is never picked up."""
-    return os.path.join("out", f"toy-base-v2-s{seed}")
+    return os.path.join("out", f"toy-base-v3-s{seed}")
 
 
 def load_or_train_base(out_dir, seed=0, log=print):
@@ -290,13 +258,13 @@ def load_or_train_base(out_dir, seed=0, log=print):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Train the toy base model (bcr.py does this for you).")
-    ap.add_argument("--out", help="default: the cache bcr.py and eval.py read, out/toy-base-v2-s<seed>")
+    ap.add_argument("--out", help="default: the cache bcr.py and eval.py read, out/toy-base-v3-s<seed>")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, nargs=2, default=[400, 700], help="phase 1 and phase 2 steps")
+    ap.add_argument("--steps", type=int, default=1100, help="supervised steps")
     ap.add_argument("--show", type=int, default=0, help="print N reference solutions and exit")
     args = ap.parse_args()
     if args.show:
         probs = make_problems(args.show, "train", args.seed)
         print(solution_text([p["question"] for p in probs], [p["answer"] for p in probs], random.Random(args.seed)))
     else:
-        warm_start(args.out or base_dir(args.seed), seed=args.seed, steps=tuple(args.steps))
+        warm_start(args.out or base_dir(args.seed), seed=args.seed, steps=args.steps)
