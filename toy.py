@@ -26,8 +26,9 @@ So length can be cut wisely (drop the re-checks) or badly (drop a needed step). 
 model should learn the first.
 
 The tokenizer is character level (printable ASCII and newline), so numbers are written digit by
-digit and every step of a solution is a lookup in the same small one-digit tables (with one token
-per two-digit number the same warm start was less accurate: 66-75% instead of 89%). On top come
+digit and every step of a solution is a lookup in the same small one-digit tables (side by side,
+with one token per two-digit number instead, the same 4-minute warm start reached 66-75% at N=1
+where digits reached 89%). On top come
 the chat-template markers and whole-phrase tokens for the fixed text of prompts and solutions
 ("### Problem 1\n", "Answer ", "\\boxed{", "wait, check: ", ...), as a trained BPE vocabulary
 would have, so that sequences stay short on a CPU. It is a real
@@ -189,15 +190,15 @@ def _collate(examples, pad_id):
     return ids, labels, mask
 
 
-def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, tokens_per_step=16, max_n=4, log=print):
+def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, log=print):
     """Train the base model from scratch and save it (model + tokenizer) with save_pretrained.
 
     Plain supervised fine-tuning on the task: each step takes prompts of one size N (cycling
     1..max_n; half the N=1 steps use the standard single-problem prompt) and their verbose
-    reference responses, tokens_per_step // N of them so every step costs about the same. The loss
-    is cross-entropy on the response and its EOS. The learning rate warms up for 30 steps, stays
-    constant, then decays linearly to lr / 10 over the last 20% of the steps: most of the accuracy
-    comes in that decay.
+    reference responses, problems_per_step // N prompts, so that every step holds about as many
+    problems and costs about the same. The loss is cross-entropy on the response and its EOS. The
+    learning rate warms up for 30 steps, stays constant, then decays linearly to lr / 10 over the
+    last 20% of the steps: most of the accuracy comes in that decay.
     """
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -212,7 +213,7 @@ def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, tokens_per_step=16, max_n=4
     for step in range(steps):
         n = 1 + step % max_n
         style = "standard" if (n == 1 and step % (2 * max_n) == 0) else "bcr"
-        batch = [sft_example(tok, rng.sample(train, n), rng, style) for _ in range(max(1, tokens_per_step // n))]
+        batch = [sft_example(tok, rng.sample(train, n), rng, style) for _ in range(max(1, problems_per_step // n))]
         ids, labels, mask = _collate(batch, tok.pad_token_id)
         for g in opt.param_groups:  # warm-up, constant, then a linear decay to lr / 10 over the last 20%
             g["lr"] = lr * min(1.0, (step + 1) / 30, 0.1 + 0.9 * (steps - step) / (0.2 * steps))

@@ -70,7 +70,7 @@ def test_reference_solution_scores_one_and_tokenizes_round_trip():
 def test_warm_start_learns_and_saves(tmp_path):
     # a few steps: the loss falls and the saved model reloads with the same outputs
     logs = []
-    model, tok = toy.warm_start(str(tmp_path / "base"), seed=0, steps=24, tokens_per_step=4, log=logs.append)
+    model, tok = toy.warm_start(str(tmp_path / "base"), seed=0, steps=24, problems_per_step=4, log=logs.append)
     first = float(logs[1].split()[4])  # "step 0  N=1  loss X  0s"
     last = float(logs[-1].split()[4])
     assert last < first - 1.0, logs
