@@ -434,14 +434,24 @@ def train(args, model, tok, log=print):
     return model
 
 
-def print_table(res, ns, log=print):
-    lines = [f"{'N':>2} | {'base acc':>8} {'base tok/prob':>13} | {'BCR acc':>8} {'BCR tok/prob':>12} | {'tokens':>7}",
-             "-" * 64]
+def run_label(args):
+    """What the trained model is called in the printout: BCR or the baseline the flags select."""
+    if args.reward == "truncation":
+        return "trunc"
+    if args.length_penalty:
+        return "lenpen"
+    return "GRPO" if args.n == 1 else "BCR"
+
+
+def print_table(res, ns, label="BCR", log=print):
+    """Base vs trained, per N (res["bcr"] holds the trained model's row, whatever its reward)."""
+    lines = [f"{'N':>2} | {'base acc':>8} {'base tok/prob':>13} | {label + ' acc':>10} {label + ' tok/prob':>14} | {'tokens':>7}",
+             "-" * 68]
     for n in ns:
         b, t = res["base"][str(n)], res["bcr"][str(n)]
         d = (t["tokens_per_problem"] / b["tokens_per_problem"] - 1) * 100
         lines.append(f"{n:>2} | {b['accuracy']:>8.3f} {b['tokens_per_problem']:>13.1f} | "
-                     f"{t['accuracy']:>8.3f} {t['tokens_per_problem']:>12.1f} | {d:>+6.1f}%")
+                     f"{t['accuracy']:>10.3f} {t['tokens_per_problem']:>14.1f} | {d:>+6.1f}%")
     log("\n".join(lines))
 
 
@@ -466,9 +476,9 @@ def main(argv=None):
         res["base"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234)
     model = train(args, model, tok)
     if not args.no_eval:
-        print("evaluating the BCR model")
+        print(f"evaluating the {run_label(args)} model")
         res["bcr"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234)
-        print_table(res, args.eval_n)
+        print_table(res, args.eval_n, run_label(args))
         with open(os.path.join(args.out, "scaling.json"), "w") as f:
             json.dump(res, f, indent=1)
         print(f"wrote {os.path.join(args.out, 'scaling.json')}")

@@ -67,6 +67,18 @@ def test_reward_of_n_problem_responses():
     assert bcr.rollout_reward([False], 10, A) == 0.0
 
 
+def test_table_names_the_trained_model_and_its_token_change():
+    res = {"base": {"1": {"accuracy": 0.5, "tokens_per_problem": 80.0}, "3": {"accuracy": 0.2, "tokens_per_problem": 50.0}},
+           "bcr": {"1": {"accuracy": 0.25, "tokens_per_problem": 40.0}, "3": {"accuracy": 0.3, "tokens_per_problem": 55.0}}}
+    out = []
+    bcr.print_table(res, [1, 3], bcr.run_label(bcr.parse_args(["--length-penalty", "0.5"])), log=out.append)
+    lines = out[0].splitlines()
+    assert "lenpen acc" in lines[0] and "BCR" not in lines[0]
+    assert lines[2].split()[-1] == "-50.0%" and lines[3].split()[-1] == "+10.0%"  # 80 -> 40, 50 -> 55
+    assert [bcr.run_label(bcr.parse_args(a)) for a in ([], ["--n", "1"], ["--reward", "truncation", "--target-len", "9"])] \
+        == ["BCR", "GRPO", "trunc"]
+
+
 def test_bad_data_gets_a_clear_error(tmp_path):
     p = tmp_path / "d.jsonl"
     p.write_text('{"question": "1+1", "answer": "2"}\n{"question": "2+2", "answer": \n')
