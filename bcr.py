@@ -476,9 +476,10 @@ def main(argv=None):
         res["base"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234)
     model = train(args, model, tok)
     if not args.no_eval:
-        print(f"evaluating the {run_label(args)} model")
+        label = run_label(args)
+        print(f"evaluating the {label} model")
         res["bcr"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234)
-        print_table(res, args.eval_n, run_label(args))
+        print_table(res, args.eval_n, label)
         with open(os.path.join(args.out, "scaling.json"), "w") as f:
             json.dump(res, f, indent=1)
         print(f"wrote {os.path.join(args.out, 'scaling.json')}")

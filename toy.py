@@ -28,10 +28,9 @@ model should learn the first.
 The tokenizer is character level (printable ASCII and newline), so numbers are written digit by
 digit and every step of a solution is a lookup in the same small one-digit tables (side by side,
 with one token per two-digit number instead, the same 4-minute warm start reached 66-75% at N=1
-where digits reached 89%). On top come
-the chat-template markers and whole-phrase tokens for the fixed text of prompts and solutions
-("### Problem 1\n", "Answer ", "\\boxed{", "wait, check: ", ...), as a trained BPE vocabulary
-would have, so that sequences stay short on a CPU. It is a real
+where digits reached 89%). On top come the chat-template markers and whole-phrase tokens for the
+fixed text of prompts and solutions ("### Problem 1\n", "Answer ", "\\boxed{", "wait, check: ",
+...), as a trained BPE vocabulary would have, so that sequences stay short on a CPU. It is a real
 transformers.PreTrainedTokenizerFast with a chat template, EOS and PAD, saved and loaded with
 save_pretrained / from_pretrained.
 """

@@ -20,9 +20,9 @@ def test_every_line_of_every_solution_evaluates_to_the_answer():
     rng = random.Random(0)
     for p in toy.make_problems(300, "train", 0):
         for line in toy.solution_steps(p["question"], rng):
-            for prefix in toy.CHECKS + ["so the sum is "]:
-                line = line.removeprefix(prefix)
             expr = line
+            for prefix in toy.CHECKS + ["so the sum is "]:
+                expr = expr.removeprefix(prefix)
             assert sum(int(x) for x in expr.split("+")) == int(p["answer"]), (p, line)
 
 
