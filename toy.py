@@ -7,30 +7,34 @@ grpo.py, eval.py) sees an ordinary Hugging Face tokenizer and LlamaForCausalLM, 
 real hub model go through the same lines of code.
 
 The world:
-  - problems: sums of two numbers from 10 to 59 ("47+38"); one problem in four, chosen by a hash
-    of its text, is held out for evaluation (647 problems); answers are checked by reward.py like
+  - problems: sums of two numbers from 10 to 59 ("47 + 38"); one problem in four, chosen by a hash
+    of its text, is held out for evaluation (611 problems); answers are checked by reward.py like
     any math answer;
-  - reference solutions: restate the problem, split it into tens and units, add each, add the two
-    ("47+38" -> "40+30+7+8" -> "70+15" -> "85"). These steps are *needed*: each line is a small
-    table lookup on the line just above, while the sum in one go is a table the model never sees;
-  - *redundant* reasoning mixed in at random, which never changes the answer: each needed line is
-    re-checked 0 to 3 times, uniformly ("wait, check: 70+15", "check again: 70+15", "once more:
-    70+15", each re-check with its own opening so that the model need not count repeats), and the
-    result is restated with probability 1/2 ("so the sum is 85"). The minimal solution is about
-    43% of the average reference (34 of 78 tokens);
-  - a supervised warm start (plain cross-entropy) gives the *base model*: accurate and verbose on
-    one problem. Reading problem k >= 2 out of an N-problem prompt is not learned in the default
-    warm start's budget (see the README's status).
+  - reference solutions of problem k: name the two numbers ("x2 = 47 ", "y2 = 38"), split them
+    into tens and units, add each, add the two ("40+30+7+8" -> "70+15" -> "85"). These steps are
+    *needed*: each line is a small table lookup on the lines just above, while the sum in one go
+    is a table the model never sees. Naming the numbers is reading problem k out of the prompt;
+  - *redundant* reasoning mixed in at random, which never changes the answer: each computed line
+    is re-checked 0 to 3 times, uniformly ("wait, check: 70+15", "check again: 70+15", "once
+    more: 70+15", each re-check with its own opening so that the model need not count repeats),
+    and the result is restated with probability 1/2 ("so the sum is 85"). The minimal solution is
+    about half the average reference (34 of 68 tokens);
+  - a supervised warm start (plain cross-entropy) gives the *base model*, verbose, trained on
+    prompts of N = 1..4 problems. It reads problem 1 of any prompt; reading problem k >= 2 is not
+    learned in the default warm start's budget (README, "The toy world").
 
 So length can be cut wisely (drop the re-checks) or badly (drop a needed step). A BCR-trained
 model should learn the first.
 
-The tokenizer is character level (printable ASCII and newline), so numbers are written digit by
-digit and every step of a solution is a lookup in the same small one-digit tables (side by side,
-with one token per two-digit number instead, the same 4-minute warm start reached 66-75% at N=1
-where digits reached 89%). On top come the chat-template markers and whole-phrase tokens for the
-fixed text of prompts and solutions ("### Problem 1\n", "Answer ", "\\boxed{", "wait, check: ",
-...), as a trained BPE vocabulary would have, so that sequences stay short on a CPU. It is a real
+The tokenizer is character level (printable ASCII and newline), so the computed lines are written
+digit by digit and every step is a lookup in the same small one-digit tables (side by side, one
+token per two-digit number everywhere reached 66-75% at N=1 where digits reached 89%). On top come
+the chat-template markers and whole-phrase tokens for the fixed text of prompts and solutions
+("### Problem 1\n", "Answer ", "\\boxed{", "wait, check: ", ...), as a trained BPE vocabulary
+would have, so that sequences stay short on a CPU, and one token per number of a question ("47 ",
+" 38") and per name ("x2 = ", "y2 ="): a name then finds its number with one lookup keyed on the
+problem index, which a model this small learns in minutes, where copying a problem token by
+token after its header is not learned in the time budget (README, "The toy world"). It is a real
 transformers.PreTrainedTokenizerFast with a chat template, EOS and PAD, saved and loaded with
 save_pretrained / from_pretrained.
 """
@@ -73,9 +77,15 @@ def make_tokenizer():
     tok.add_tokens(["Solve these ", " problems in order. End problem k with the line: ",
                     "Solve the problem. Put the final answer in ", "### Problem ", "Answer ", "\\boxed{",
                     *CHECKS, "so the sum is "])
-    # each problem header, newline included, is one token: reading problem k out of the prompt is
-    # then the textbook induction pattern (find the header token, copy what follows it)
-    tok.add_tokens([f"### Problem {k}\n" for k in range(1, 10)])
+    # each problem header is one token, as the prompt writes it ("\n\n### Problem k\n") and as a
+    # response does ("### Problem k\n"); so is the name of each number of problem k ("x2 = ",
+    # "y2 ="), and each number of a question: "47 + 38" is the tokens "47 ", "+", " 38". A solution
+    # names the two numbers of problem k first, and each name finds its number by one lookup in
+    # the prompt: x<k> is the token after header k, y<k> the token before header k + 1 (see the
+    # README's status for why a tiny model needs the problem index in the token that reads).
+    tok.add_tokens([f"\n\n### Problem {k}\n" for k in range(1, 10)] + [f"### Problem {k}\n" for k in range(1, 10)])
+    tok.add_tokens([f"x{k} = " for k in range(1, 10)] + [f"y{k} =" for k in range(1, 10)])
+    tok.add_tokens([f"{a} " for a in range(LO, HI + 1)] + [f" {b}" for b in range(LO, HI + 1)])
     tok.chat_template = CHAT_TEMPLATE
     tok.padding_side = "left"
     return tok
@@ -97,7 +107,7 @@ def make_model(tokenizer, seed=0):
 # problems and reference solutions
 
 
-LO, HI = 10, 59  # problems are sums of two numbers in LO..HI ("47+38")
+LO, HI = 10, 59  # problems are sums of two numbers in LO..HI ("47 + 38")
 
 
 def is_heldout(question):
@@ -107,45 +117,47 @@ def is_heldout(question):
 
 def make_problems(n, split, seed):
     """n problems {"id","question","answer"}; the "train" and "test" splits are disjoint and
-    test problems are distinct (there are 647 of them)."""
+    test problems are distinct (there are 611 of them)."""
     rng = random.Random(f"{split}-{seed}")
     if split == "test":
-        pool = [q for q in (f"{a}+{b}" for a in range(LO, HI + 1) for b in range(LO, HI + 1)) if is_heldout(q)]
+        pool = [q for q in (f"{a} + {b}" for a in range(LO, HI + 1) for b in range(LO, HI + 1)) if is_heldout(q)]
         if n > len(pool):
             raise ValueError(f"the toy world has {len(pool)} held-out problems, asked for {n}")
         qs = rng.sample(pool, n)
     else:
         qs = []
         while len(qs) < n:
-            q = f"{rng.randint(LO, HI)}+{rng.randint(LO, HI)}"
+            q = f"{rng.randint(LO, HI)} + {rng.randint(LO, HI)}"
             if not is_heldout(q):
                 qs.append(q)
-    return [{"id": f"toy-{split}-{i}", "question": q, "answer": str(sum(map(int, q.split("+"))))}
+    return [{"id": f"toy-{split}-{i}", "question": q, "answer": str(sum(map(int, q.split(" + "))))}
             for i, q in enumerate(qs)]
 
 
-def needed_lines(question):
-    """The needed steps: each line is computed from the line just above it only.
+def needed_lines(question, k=1):
+    """The needed steps of problem k: each line is computed from the lines just above it only.
 
-    "47+38" -> "40+30+7+8" (split into tens and units) -> "70+15" (add tens, add units) -> "85".
+    "47 + 38" -> "x1 = 47 ", "y1 = 38" (name the numbers: read them out of the prompt) ->
+    "40+30+7+8" (split into tens and units) -> "70+15" (add tens, add units) -> "85".
     """
-    a, b = map(int, question.split("+"))
-    return [question, f"{a // 10 * 10}+{b // 10 * 10}+{a % 10}+{b % 10}",
+    a, b = map(int, question.split(" + "))
+    return [f"x{k} = {a} ", f"y{k} = {b}", f"{a // 10 * 10}+{b // 10 * 10}+{a % 10}+{b % 10}",
             f"{a // 10 * 10 + b // 10 * 10}+{a % 10 + b % 10}", str(a + b)]
 
 
-def solution_steps(question, rng, redundant=True):
-    """The lines of a step-by-step solution, with random redundant lines.
+def solution_steps(question, rng, redundant=True, k=1):
+    """The lines of a step-by-step solution of problem k, with random redundant lines.
 
-    Needed: needed_lines(question). Redundant: after each needed line, 0 to MAX_CHECKS re-checks
-    that repeat it ("wait, check: 70+15"), uniformly at random, and with probability 1/2 a
-    restated result at the end ("so the sum is 85"). A re-check repeats its line, so the next
-    needed line reads its inputs at the same place whether or not re-checks came between.
+    Needed: needed_lines(question, k). Redundant: after each computed line (not the two naming
+    lines), 0 to MAX_CHECKS re-checks that repeat it ("wait, check: 70+15"), uniformly at random,
+    and with probability 1/2 a restated result at the end ("so the sum is 85"). A re-check repeats
+    its line, so the next needed line reads its inputs at the same place whether or not re-checks
+    came between.
     """
     lines = []
-    for line in needed_lines(question):
+    for i, line in enumerate(needed_lines(question, k)):
         lines.append(line)
-        if redundant:
+        if redundant and i >= 2:
             lines += [c + line for c in CHECKS[: rng.randint(0, MAX_CHECKS)]]
     if redundant and rng.random() < 0.5:
         lines.append(f"so the sum is {lines[-1].split()[-1]}")
@@ -158,7 +170,7 @@ def solution_text(questions, answers, rng, style="bcr", redundant=True):
         return "\n".join(solution_steps(questions[0], rng, redundant)) + "\n\\boxed{" + answers[0] + "}"
     parts = []
     for k, (q, ans) in enumerate(zip(questions, answers), 1):
-        lines = [f"### Problem {k}"] + solution_steps(q, rng, redundant) + [f"Answer {k}: \\boxed{{{ans}}}"]
+        lines = [f"### Problem {k}"] + solution_steps(q, rng, redundant, k) + [f"Answer {k}: \\boxed{{{ans}}}"]
         parts.append("\n".join(lines))
     return "\n".join(parts)
 
@@ -189,13 +201,32 @@ def _collate(examples, pad_id):
     return ids, labels, mask
 
 
-def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, log=print):
+def naming_example(tokenizer, problems, rng):
+    """(input_ids, labels) of a reading drill: N problems in the BCR block format under another
+    instruction, and a response that only names their numbers, problems in a random order
+    ("### Problem 3\nx3 = 48 \ny3 = 19\n### Problem 1\n..."). Short, and every line is a lookup
+    in the prompt by problem index, so it trains that lookup far more densely than full solutions."""
+    n = len(problems)
+    # the same blocks as bcr.build_prompt writes, so the lookups are the ones a BCR prompt needs
+    content = f"Name the numbers of these {n} problems." + "".join(
+        f"\n\n### Problem {k}\n{p['question']}" for k, p in enumerate(problems, 1))
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=True)
+    ids = list(ids if isinstance(ids, list) else ids["input_ids"])
+    order = rng.sample(range(1, n + 1), n)
+    resp = "\n".join("\n".join([f"### Problem {k}"] + needed_lines(problems[k - 1]["question"], k)[:2]) for k in order)
+    resp_ids = tokenizer(resp, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return ids + resp_ids, [-100] * len(ids) + resp_ids
+
+
+def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drills_per_step=0, log=print):
     """Train the base model from scratch and save it (model + tokenizer) with save_pretrained.
 
     Plain supervised fine-tuning on the task: each step takes prompts of one size N (cycling
     1..max_n; half the N=1 steps use the standard single-problem prompt) and their verbose
     reference responses, problems_per_step // N prompts, so that every step holds about as many
-    problems and costs about the same. The loss is cross-entropy on the response and its EOS. The
+    problems and costs about the same. The loss is cross-entropy on the response and its EOS.
+    drills_per_step > 0 adds that many reading drills (naming_example) to every step; off by
+    default: 8 per step taught reading problem k >= 2 but cost the arithmetic (README). The
     learning rate warms up for 30 steps, stays constant, then decays linearly to lr / 10 over the
     last 20% of the steps: most of the accuracy comes in that decay.
     """
@@ -213,6 +244,7 @@ def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n
         n = 1 + step % max_n
         style = "standard" if (n == 1 and step % (2 * max_n) == 0) else "bcr"
         batch = [sft_example(tok, rng.sample(train, n), rng, style) for _ in range(max(1, problems_per_step // n))]
+        batch += [naming_example(tok, rng.sample(train, rng.randint(2, max_n)), rng) for _ in range(drills_per_step)]
         ids, labels, mask = _collate(batch, tok.pad_token_id)
         for g in opt.param_groups:  # warm-up, constant, then a linear decay to lr / 10 over the last 20%
             g["lr"] = lr * min(1.0, (step + 1) / 30, 0.1 + 0.9 * (steps - step) / (0.2 * steps))
@@ -242,9 +274,9 @@ def save_pretrained_atomic(model, tokenizer, out_dir):
 
 
 def base_dir(seed=0):
-    """Where bcr.py and eval.py cache the base model. The "v3" names this version of the toy
+    """Where bcr.py and eval.py cache the base model. The "v4" names this version of the toy
     world: a base model cached by an older toy.py (another tokenizer) is never picked up."""
-    return os.path.join("out", f"toy-base-v3-s{seed}")
+    return os.path.join("out", f"toy-base-v4-s{seed}")
 
 
 def load_or_train_base(out_dir, seed=0, log=print):
@@ -258,7 +290,7 @@ def load_or_train_base(out_dir, seed=0, log=print):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Train the toy base model (bcr.py does this for you).")
-    ap.add_argument("--out", help="default: the cache bcr.py and eval.py read, out/toy-base-v3-s<seed>")
+    ap.add_argument("--out", help="default: the cache bcr.py and eval.py read, out/toy-base-v4-s<seed>")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1100, help="supervised steps")
     ap.add_argument("--show", type=int, default=0, help="print N reference solutions and exit")

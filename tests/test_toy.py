@@ -10,16 +10,19 @@ import toy
 
 
 def test_needed_lines_hand_computed():
-    assert toy.needed_lines("47+38") == ["47+38", "40+30+7+8", "70+15", "85"]
-    assert toy.needed_lines("10+50") == ["10+50", "10+50+0+0", "60+0", "60"]
-    assert toy.needed_lines("59+59") == ["59+59", "50+50+9+9", "100+18", "118"]
+    assert toy.needed_lines("47 + 38") == ["x1 = 47 ", "y1 = 38", "40+30+7+8", "70+15", "85"]
+    assert toy.needed_lines("10 + 50", k=3) == ["x3 = 10 ", "y3 = 50", "10+50+0+0", "60+0", "60"]
+    assert toy.needed_lines("59 + 59", k=2) == ["x2 = 59 ", "y2 = 59", "50+50+9+9", "100+18", "118"]
 
 
 def test_every_line_of_every_solution_evaluates_to_the_answer():
     # needed lines and re-checks are all equal to the answer, so redundancy never changes it
     rng = random.Random(0)
     for p in toy.make_problems(300, "train", 0):
-        for line in toy.solution_steps(p["question"], rng):
+        a, b = p["question"].split(" + ")
+        lines = toy.solution_steps(p["question"], rng, k=2)
+        assert lines[:2] == [f"x2 = {a} ", f"y2 = {b}"]  # the two numbers, named, never re-checked
+        for line in lines[2:]:
             expr = line
             for prefix in toy.CHECKS + ["so the sum is "]:
                 expr = expr.removeprefix(prefix)
@@ -28,17 +31,18 @@ def test_every_line_of_every_solution_evaluates_to_the_answer():
 
 def test_redundancy_is_random_and_bounded():
     rng = random.Random(1)
-    sols = [toy.solution_steps("47+38", rng) for _ in range(2000)]
+    sols = [toy.solution_steps("47 + 38", rng) for _ in range(2000)]
     counts = [sum(l.startswith(tuple(toy.CHECKS)) for l in sol) for sol in sols]
-    assert min(counts) == 0 and max(counts) == 4 * toy.MAX_CHECKS
-    assert abs(sum(counts) / len(counts) - 4 * toy.MAX_CHECKS / 2) < 0.2  # uniform 0..MAX_CHECKS per line
+    # three computed lines, each re-checked 0..MAX_CHECKS times, uniformly
+    assert min(counts) == 0 and max(counts) == 3 * toy.MAX_CHECKS
+    assert abs(sum(counts) / len(counts) - 3 * toy.MAX_CHECKS / 2) < 0.2
     # the k-th re-check of a line opens with CHECKS[k-1]: what comes next never depends on counting
     for sol in sols[:200]:
         for prev, line in zip(sol, sol[1:]):
             for k, c in enumerate(toy.CHECKS[1:], 1):
                 if line.startswith(c):
                     assert prev == toy.CHECKS[k - 1] + line[len(c):], sol
-    assert toy.solution_steps("47+38", rng, redundant=False) == toy.needed_lines("47+38")
+    assert toy.solution_steps("47 + 38", rng, redundant=False) == toy.needed_lines("47 + 38")
 
 
 def test_splits_are_disjoint_and_test_problems_distinct():
@@ -48,6 +52,7 @@ def test_splits_are_disjoint_and_test_problems_distinct():
     assert len(tq) == 600
     assert not tq & {p["question"] for p in train}
     assert all(p["answer"] == str(eval(p["question"])) for p in test[:50])
+    assert len(toy.make_problems(611, "test", 0)) == 611  # all of them
     with pytest.raises(ValueError, match="held-out problems"):
         toy.make_problems(10_000, "test", 0)
 
@@ -60,9 +65,16 @@ def test_reference_solution_scores_one_and_tokenizes_round_trip():
     assert bcr.problem_correctness(text, golds, True) == [True, True, True]
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
-    # the problem headers and re-check openings are single tokens, numbers are written digit by digit
-    assert tok("### Problem 2\n47+38\ncheck again: 47", add_special_tokens=False)["input_ids"] == tok.convert_tokens_to_ids(
-        ["### Problem 2\n", "4", "7", "+", "3", "8", "\n", "check again: ", "4", "7"])
+    # headers, operand names, re-check openings and the numbers of a question are single tokens;
+    # the numbers of the computed lines are written digit by digit
+    text2 = "### Problem 2\nx2 = 47 \ny2 = 38\n40+30+7+8\ncheck again: 70+15"
+    assert tok(text2, add_special_tokens=False)["input_ids"] == tok.convert_tokens_to_ids(
+        ["### Problem 2\n", "x2 = ", "47 ", "\n", "y2 =", " 38", "\n", "4", "0", "+", "3", "0", "+", "7", "+", "8", "\n",
+         "check again: ", "7", "0", "+", "1", "5"])
+    # in the prompt, x<k>'s number follows header k and y<k>'s number comes just before header k + 1
+    prompt = tok.convert_ids_to_tokens(bcr.build_prompt(tok, ["47 + 38", "12 + 19"]))
+    i = prompt.index("\n\n### Problem 1\n")
+    assert prompt[i:] == ["\n\n### Problem 1\n", "47 ", "+", " 38", "\n\n### Problem 2\n", "12 ", "+", " 19", "<|assistant|>"]
     std = toy.solution_text(qs[:1], golds[:1], random.Random(0), style="standard")
     assert reward.grade(std, golds[0])
 
@@ -77,5 +89,30 @@ def test_warm_start_learns_and_saves(tmp_path):
     from transformers import AutoModelForCausalLM
 
     again = AutoModelForCausalLM.from_pretrained(str(tmp_path / "base"))
-    x = torch.tensor([bcr.build_prompt(tok, ["12+34"])])
+    x = torch.tensor([bcr.build_prompt(tok, ["12 + 34"])])
     torch.testing.assert_close(again(x).logits, model(x).logits)
+
+
+def test_reading_drill_names_each_problems_numbers_in_a_random_order():
+    tok = toy.make_tokenizer()
+    probs = toy.make_problems(4, "train", 3)
+    orders = set()
+    for seed in range(20):
+        ids, labels = toy.naming_example(tok, probs, random.Random(seed))
+        toks = tok.convert_ids_to_tokens(ids)
+        start = toks.index("<|assistant|>") + 1
+        assert all(l == -100 for l in labels[:start]) and labels[start:] == ids[start:]
+        assert toks[-1] == "<|end|>"
+        # the prompt holds the same blocks as a BCR prompt; every named number is the one there
+        prompt, resp = toks[:start], tok.decode(ids[start:-1])
+        order = []
+        for part in resp.split("### Problem ")[1:]:
+            k = int(part[0])
+            a, b = probs[k - 1]["question"].split(" + ")
+            assert part == f"{k}\nx{k} = {a} \ny{k} = {b}" + ("\n" if len(order) < 3 else ""), part
+            i = prompt.index(f"\n\n### Problem {k}\n")
+            assert prompt[i + 1] == f"{a} " and prompt[i + 3] == f" {b}"
+            order.append(k)
+        assert sorted(order) == [1, 2, 3, 4]
+        orders.add(tuple(order))
+    assert len(orders) > 5
