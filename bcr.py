@@ -69,9 +69,19 @@ def build_prompt(tokenizer, questions, style="bcr", system=None):
         content = f"Solve the problem. Put the final answer in \\boxed{{}}.\n\n{questions[0]}"
     elif style == "bcr":
         head = f"Solve these {n} problems in order. End problem k with the line: Answer k: \\boxed{{answer}}"
-        content = head + "".join(f"\n\n### Problem {k}\n{q}" for k, q in enumerate(questions, 1))
+        content = head + problem_blocks(questions)
     else:
         raise ValueError(f"unknown prompt style {style!r} (use 'bcr' or 'standard')")
+    return chat_prompt_ids(tokenizer, content, system)
+
+
+def problem_blocks(questions):
+    """The N problems of a BCR prompt: "\n\n### Problem k\n{question}" for k = 1..N."""
+    return "".join(f"\n\n### Problem {k}\n{q}" for k, q in enumerate(questions, 1))
+
+
+def chat_prompt_ids(tokenizer, content, system=None):
+    """Token ids of one user turn (after an optional system turn), ready for the assistant's reply."""
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
     if not isinstance(ids, list):  # some versions return a BatchEncoding

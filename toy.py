@@ -206,12 +206,11 @@ def naming_example(tokenizer, problems, rng):
     instruction, and a response that only names their numbers, problems in a random order
     ("### Problem 3\nx3 = 48 \ny3 = 19\n### Problem 1\n..."). Short, and every line is a lookup
     in the prompt by problem index, so it trains that lookup far more densely than full solutions."""
+    from bcr import chat_prompt_ids, problem_blocks
+
     n = len(problems)
-    # the same blocks as bcr.build_prompt writes, so the lookups are the ones a BCR prompt needs
-    content = f"Name the numbers of these {n} problems." + "".join(
-        f"\n\n### Problem {k}\n{p['question']}" for k, p in enumerate(problems, 1))
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=True)
-    ids = list(ids if isinstance(ids, list) else ids["input_ids"])
+    # the blocks of a BCR prompt, so the lookups are the ones a BCR prompt needs
+    ids = chat_prompt_ids(tokenizer, f"Name the numbers of these {n} problems." + problem_blocks([p["question"] for p in problems]))
     order = rng.sample(range(1, n + 1), n)
     resp = "\n".join("\n".join([f"### Problem {k}"] + needed_lines(problems[k - 1]["question"], k)[:2]) for k in order)
     resp_ids = tokenizer(resp, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
