@@ -14,7 +14,9 @@ an implicit budget. The model learns to drop the reasoning it does not need (re-
 results) while keeping the steps that make answers right.
 
 The loop, one step:
-  1. draw P prompts of N problems each; sample G completions per prompt (sample.generate);
+  1. draw P prompts of N problems each; sample G completions per prompt (sample.generate); with
+     --stop-at-last-answer (the toy's default) a completion ends once its "Answer N:" line is
+     complete, as a stop string would end it (end_at_last_answer says why);
   2. reward each completion (reward.score), advantages within each group of G (grpo.group_advantages);
   3. one GRPO update on the batch (grpo.grpo_step); log one JSON line; checkpoint now and then.
 
@@ -110,6 +112,47 @@ def problem_correctness(text, golds, finished, style="bcr"):
     return rw.score(text, golds)
 
 
+def last_answer_end(text, n):
+    """Character offset just past the answer of the line "Answer n:" (the close of its \\boxed{...},
+    else the end of the line), None while that answer is not complete in `text`."""
+    m = next((m for m in rw._ANSWER_LINE_RE.finditer(text) if int(m.group(1)) == n), None)
+    if m is None:
+        return None
+    line_end = text.find("\n", m.end())
+    seg = text[m.end():] if line_end == -1 else text[m.end():line_end]
+    boxes = [b for b in rw.find_boxes(seg) if seg[b[1] - 1] == "}"]  # "\\boxed 5" may still grow to "\\boxed 52"
+    if boxes:
+        return m.end() + boxes[0][1]
+    return None if line_end == -1 else line_end
+
+
+def end_at_last_answer(roll, tokenizer, n):
+    """Stop each completion of `roll` once its "Answer n:" line is complete (an EOS right after it is
+    kept), as a stop string would. In place; returns roll.
+
+    Why: the reward cannot see what a response writes after its last answer, but GRPO would still
+    push those tokens up or down with the rest of the rollout; in the toy world the rollouts that
+    answer fast are also the ones with budget left over, so writing on past the last answer (a
+    made-up "### Problem 4") was reinforced and took over, at every N (README). Not for models that
+    think before answering (an answer line inside the thinking would stop them): off by default
+    for the hub presets.
+    """
+    eos = tokenizer.eos_token_id
+    for i in range(len(roll.lengths)):
+        toks = roll.tokens(i)
+        if last_answer_end(tokenizer.decode(toks, skip_special_tokens=True), n) is None:
+            continue
+        lo, hi = 1, len(toks)  # the shortest prefix that holds the complete answer
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if last_answer_end(tokenizer.decode(toks[:mid], skip_special_tokens=True), n) is None:
+                lo = mid + 1
+            else:
+                hi = mid
+        roll.cut(i, lo + 1 if lo < len(toks) and toks[lo] == eos else lo)
+    return roll
+
+
 def rollout_reward(correct, length, args):
     """The scalar reward of one rollout (see the module docstring for each kind)."""
     acc = sum(correct) / len(correct)
@@ -194,14 +237,16 @@ PRESETS = {
     # the embedded toy world: trains in minutes on 2 CPU cores
     "toy": dict(model="toy", data="toy", eval_data="toy", n=3, budget=150, group=8, prompts=16, steps=40, lr=3e-4,
                 temperature=1.0, micro_batch=128, eval_n=[1, 2, 3, 4], eval_problems=600, eval_budget=None,
-                dtype="float32", beta=0.0, save_every=20),
+                dtype="float32", beta=0.0, save_every=20, stop_at_last_answer=True),
     # paper scale, one GPU: JustRL-DeepSeek-1.5B is a drop-in for the distilled R1 via --model
     "r1-1.5b": dict(model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", data="deepscaler-hub", eval_data="math500", n=3, budget=5120,
                     group=8, prompts=16, steps=200, lr=1e-6, temperature=0.6, micro_batch=4, eval_n=[1, 2, 3, 4, 5],
-                    eval_problems=500, eval_budget=None, dtype="bfloat16", beta=0.0, save_every=10),
+                    eval_problems=500, eval_budget=None, dtype="bfloat16", beta=0.0, save_every=10,
+                    stop_at_last_answer=False),
     "qwen3-4b": dict(model="Qwen/Qwen3-4B-Thinking-2507", data="deepscaler-hub", eval_data="math500", n=3, budget=8000, group=8,
                      prompts=8, steps=200, lr=1e-6, temperature=0.6, micro_batch=2, eval_n=[1, 2, 3, 4, 5],
-                     eval_problems=500, eval_budget=None, dtype="bfloat16", beta=0.0, save_every=10),
+                     eval_problems=500, eval_budget=None, dtype="bfloat16", beta=0.0, save_every=10,
+                     stop_at_last_answer=False),
 }
 
 
@@ -229,6 +274,9 @@ def parse_args(argv=None):
     ap.add_argument("--reward", default="bcr", choices=["bcr", "truncation"])
     ap.add_argument("--length-penalty", type=float, default=0.0, help="LAMBDA in r - LAMBDA * len / budget")
     ap.add_argument("--target-len", type=int, default=0, help="L in the truncation reward 1(correct)*1(len<=L)")
+    ap.add_argument("--stop-at-last-answer", action=argparse.BooleanOptionalAction,
+                    help="end a response once its 'Answer N:' line is complete, in training and evaluation "
+                         "(toy: on; off for models that think before answering)")
     ap.add_argument("--format-weight", type=float, default=0.0, help="weight of 'every problem has an answer'")
     ap.add_argument("--eval-data", help="held-out problems to evaluate on (toy: its test split)")
     ap.add_argument("--eval-n", type=int, nargs="+")
@@ -348,6 +396,8 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     roll = sample.generate(model, prompts, args.group, args.budget, args.temperature,
                            eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id,
                            seed=args.seed * 1_000_003 + step)
+    if args.stop_at_last_answer:
+        end_at_last_answer(roll, tok, args.n)
     t_roll = time.time() - t0
     texts = roll.texts(tok)
     rewards, correct_all, answered = [], [], []
@@ -483,12 +533,14 @@ def main(argv=None):
             if args.eval_data == "toy" else load_problems(args.eval_data, args.data_dir)[: args.eval_problems]
         print(f"evaluating the base model on {len(test)} held-out problems at N = {args.eval_n} "
               f"(budget {args.eval_budget})")
-        res["base"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234)
+        res["base"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234,
+                                        stop_at_last_answer=args.stop_at_last_answer)
     model = train(args, model, tok)
     if not args.no_eval:
         label = run_label(args)
         print(f"evaluating the {label} model")
-        res["bcr"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234)
+        res["bcr"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234,
+                                        stop_at_last_answer=args.stop_at_last_answer)
         print_table(res, args.eval_n, label)
         with open(os.path.join(args.out, "scaling.json"), "w") as f:
             json.dump(res, f, indent=1)

@@ -32,7 +32,7 @@ import torch
 
 import reward as rw
 import sample
-from bcr import DEFAULT_DATA_DIR, build_prompt, load_problems, problem_correctness
+from bcr import DEFAULT_DATA_DIR, build_prompt, end_at_last_answer, load_problems, problem_correctness
 
 
 def pass_at_k(n, c, k):
@@ -73,8 +73,10 @@ def tokens_per_problem(token_ids, tokenizer, n):
     return out
 
 
-def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, style="bcr", batch_rows=512):
-    """Generate for consecutive groups of n problems; one record per (prompt, sample)."""
+def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, style="bcr", batch_rows=512,
+                  stop_at_last_answer=False):
+    """Generate for consecutive groups of n problems; one record per (prompt, sample). With
+    stop_at_last_answer, a BCR-format response ends once its "Answer n:" line is complete."""
     groups = [problems[i:i + n] for i in range(0, len(problems) - n + 1, n)]
     prompts = [build_prompt(tok, [p["question"] for p in g], style) for g in groups]
     per_call = max(1, batch_rows // samples)
@@ -83,6 +85,8 @@ def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, s
         roll = sample.generate(model, prompts[s:s + per_call], samples, budget, temperature,
                                eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id,
                                seed=seed * 1000 + c)
+        if stop_at_last_answer and style == "bcr":
+            end_at_last_answer(roll, tok, n)
         for i in range(len(roll.lengths)):
             g = groups[s + i // samples]
             rows.append({"group": s + i // samples, "sample": i % samples, "golds": [p["answer"] for p in g],
@@ -118,11 +122,12 @@ def summarize(rows, verdicts, n):
     return res
 
 
-def scaling_table(model, tok, problems, ns, budget, temperature, seed=0, samples=1):
+def scaling_table(model, tok, problems, ns, budget, temperature, seed=0, samples=1, stop_at_last_answer=False):
     """{str(N): {accuracy, tokens_per_problem, truncation_rate, ...}} in the BCR format; bcr.py uses this."""
     out = {}
     for n in ns:
-        rows = generate_rows(model, tok, problems, n, budget, temperature, samples, seed + n)
+        rows = generate_rows(model, tok, problems, n, budget, temperature, samples, seed + n,
+                             stop_at_last_answer=stop_at_last_answer)
         out[str(n)] = summarize(rows, grade_rows(rows, tok, n, "bcr"), n)
     return out
 
@@ -145,13 +150,14 @@ def length_by_correctness(rows, verdicts, tok, n):
     return {"correct": _length_stats(right), "incorrect": _length_stats(wrong)}
 
 
-def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budgets=None):
+def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budgets=None, stop_at_last_answer=False):
     """Every table for one model; returns the results dict."""
     budgets = budgets or sorted({max(1, budget // d) for d in (16, 8, 4, 2, 1)})
     res = {"scaling": {}, "budget_curve": {}, "length_by_correctness": {}, "batch_vs_single": {}}
     rows_by_n = {}
     for n in ns:
-        rows = generate_rows(model, tok, problems, n, budget, temperature, samples, seed + n)
+        rows = generate_rows(model, tok, problems, n, budget, temperature, samples, seed + n,
+                             stop_at_last_answer=stop_at_last_answer)
         rows_by_n[n] = rows
         verdicts = grade_rows(rows, tok, n, "bcr")
         res["scaling"][str(n)] = summarize(rows, verdicts, n)
@@ -291,7 +297,7 @@ def main(argv=None):
     ap.add_argument("--data", default="toy", help="'toy', a benchmark name, a .jsonl path or a hub dataset")
     ap.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     ap.add_argument("--n", type=int, nargs="+", default=[1, 2, 3, 4])
-    ap.add_argument("--budget", type=int, default=None, help="max new tokens per prompt (toy: 120, else 32768)")
+    ap.add_argument("--budget", type=int, default=None, help="max new tokens per prompt (toy: 150, as bcr.py trains and evaluates; else 32768)")
     ap.add_argument("--budgets", type=int, nargs="+", help="budget-curve points (default B/16 .. B)")
     ap.add_argument("--problems", type=int, default=None, help="use the first M problems (toy: 600)")
     ap.add_argument("--samples", type=int, default=1, help="samples per prompt (k in mean@k, pass@k)")
@@ -300,6 +306,8 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--out", default="out/eval")
     ap.add_argument("--plot", action="store_true")
+    ap.add_argument("--stop-at-last-answer", action=argparse.BooleanOptionalAction,
+                    help="end a response once its 'Answer N:' line is complete, as bcr.py does (default: on for the toy)")
     ap.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"))
     args = ap.parse_args(argv)
     if args.compare:
@@ -309,7 +317,8 @@ def main(argv=None):
         ap.error("--model is required (or --compare DIR_A DIR_B)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     is_toy = args.data == "toy"
-    budget = args.budget or (120 if is_toy else 32768)
+    budget = args.budget or (150 if is_toy else 32768)
+    stop = is_toy if args.stop_at_last_answer is None else args.stop_at_last_answer
     if is_toy:
         problems = load_problems("toy", split="test", n=args.problems or 600)
     else:
@@ -317,9 +326,9 @@ def main(argv=None):
     model, tok = load_any(args.model, device, args.dtype)
     print(f"{args.model} on {args.data}: {len(problems)} problems, N = {args.n}, budget {budget}, "
           f"{args.samples} sample(s), T = {args.temperature}")
-    res = evaluate(model, tok, problems, args.n, budget, args.temperature, args.samples, args.seed, args.budgets)
+    res = evaluate(model, tok, problems, args.n, budget, args.temperature, args.samples, args.seed, args.budgets, stop)
     meta = {"model": args.model, "data": args.data, "budget": budget, "samples": args.samples,
-            "temperature": args.temperature, "seed": args.seed, "problems": len(problems)}
+            "temperature": args.temperature, "seed": args.seed, "problems": len(problems), "stop_at_last_answer": stop}
     write_outputs(res, args.out, meta)
     if args.plot:
         for p in plot(res, args.out):

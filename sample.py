@@ -157,9 +157,18 @@ class Rollout:
     lengths: torch.Tensor  # [B] long, number of completion tokens (EOS included)
     finished: torch.Tensor  # [B] bool, True if the row produced EOS, False if it hit the budget
     num_samples: int
+    pad_id: int = 0  # the id after the end of a completion
 
     def tokens(self, i):
         return self.completion_ids[i, : self.lengths[i]].tolist()
+
+    def cut(self, i, length):
+        """End completion i after `length` tokens, as if it had stopped there (a stop string)."""
+        if length < int(self.lengths[i]):
+            self.completion_ids[i, length:] = self.pad_id
+            self.logprobs[i, length:] = 0.0
+            self.lengths[i] = length
+        self.finished[i] = True
 
     def texts(self, tokenizer):
         return [tokenizer.decode(self.tokens(i), skip_special_tokens=True) for i in range(len(self.lengths))]
@@ -249,7 +258,7 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     return Rollout(
         prompt_ids=[list(prompts[i // G]) for i in range(B)],
         completion_ids=out[:, :n].cpu(), logprobs=out_lp[:, :n].cpu(), lengths=lengths.cpu(),
-        finished=done.cpu(), num_samples=G,
+        finished=done.cpu(), num_samples=G, pad_id=pad,
     )
 
 

@@ -20,8 +20,8 @@ The world:
     and the result is restated with probability 1/2 ("so the sum is 85"). The minimal solution is
     about half the average reference (34 of 68 tokens);
   - a supervised warm start (plain cross-entropy) gives the *base model*, verbose, trained on
-    prompts of N = 1..4 problems. It reads problem 1 of any prompt; reading problem k >= 2 is not
-    learned in the default warm start's budget (README, "The toy world").
+    prompts of N = 1..4 problems and on reading drills (name the numbers of every problem of a
+    prompt, asked in a random order), without which it reads problem 1 only (README).
 
 So length can be cut wisely (drop the re-checks) or badly (drop a needed step). A BCR-trained
 model should learn the first.
@@ -76,14 +76,14 @@ def make_tokenizer():
     # whole-phrase tokens for the fixed prompt and format text, as a trained BPE would have
     tok.add_tokens(["Solve these ", " problems in order. End problem k with the line: ",
                     "Solve the problem. Put the final answer in ", "### Problem ", "Answer ", "\\boxed{",
-                    *CHECKS, "so the sum is "])
-    # each problem header is one token, as the prompt writes it ("\n\n### Problem k\n") and as a
-    # response does ("### Problem k\n"); so is the name of each number of problem k ("x2 = ",
-    # "y2 ="), and each number of a question: "47 + 38" is the tokens "47 ", "+", " 38". A solution
-    # names the two numbers of problem k first, and each name finds its number by one lookup in
-    # the prompt: x<k> is the token after header k, y<k> the token before header k + 1 (see the
-    # README's status for why a tiny model needs the problem index in the token that reads).
-    tok.add_tokens([f"\n\n### Problem {k}\n" for k in range(1, 10)] + [f"### Problem {k}\n" for k in range(1, 10)])
+                    *CHECKS, "so the sum is ", "Name the numbers of these ", " problems."])
+    # each problem header "### Problem k\n" is one token, the same token in the prompt (after two
+    # "\n") and in a response; so is the name of each number of problem k ("x2 = ", "y2 ="), and
+    # each number of a question: "47 + 38" is the tokens "47 ", "+", " 38". A solution names the
+    # two numbers of problem k first, and each name finds its number by one lookup in the prompt:
+    # x<k> reads the token after header k, y<k> the third token after it (see the README's status
+    # for why a tiny model needs the problem index in the token that reads).
+    tok.add_tokens([f"### Problem {k}\n" for k in range(1, 10)])
     tok.add_tokens([f"x{k} = " for k in range(1, 10)] + [f"y{k} =" for k in range(1, 10)])
     tok.add_tokens([f"{a} " for a in range(LO, HI + 1)] + [f" {b}" for b in range(LO, HI + 1)])
     tok.chat_template = CHAT_TEMPLATE
@@ -217,24 +217,26 @@ def naming_example(tokenizer, problems, rng):
     return ids + resp_ids, [-100] * len(ids) + resp_ids
 
 
-def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drills_per_step=0, log=print):
+def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drills_per_step=8, log=print):
     """Train the base model from scratch and save it (model + tokenizer) with save_pretrained.
 
-    Plain supervised fine-tuning on the task: each step takes prompts of one size N (cycling
-    1..max_n; half the N=1 steps use the standard single-problem prompt) and their verbose
-    reference responses, problems_per_step // N prompts, so that every step holds about as many
-    problems and costs about the same. The loss is cross-entropy on the response and its EOS.
-    drills_per_step > 0 adds that many reading drills (naming_example) to every step; off by
-    default: 8 per step taught reading problem k >= 2 but cost the arithmetic (README). The
-    learning rate warms up for 30 steps, stays constant, then decays linearly to lr / 10 over the
-    last 20% of the steps: most of the accuracy comes in that decay.
+    Plain supervised fine-tuning. Each step takes prompts of one size N (cycling 1..max_n; half
+    the N=1 steps use the standard single-problem prompt) and their verbose reference responses,
+    problems_per_step // N prompts, so that every step holds about as many problems and costs
+    about the same; plus drills_per_step reading drills (naming_example) in a batch of their own,
+    so that the short drills are not padded to the width of the long solutions. The loss is the
+    cross-entropy on the response tokens and their EOS, averaged over the tokens of both batches.
+    Without the drills the full solutions give "read problem k" too little signal and the base
+    reads problem 1 only (README, "The toy world"). The learning rate warms up for 30 steps, stays
+    constant, then decays linearly to lr / 10 over the last 20% of the steps: most of the
+    accuracy comes in that decay.
     """
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tok = make_tokenizer()
     model = make_model(tok, seed)
     log(f"warm start: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M-parameter Llama, {steps} steps of "
-        f"supervised fine-tuning on the task, N = 1..{max_n}")
+        f"supervised fine-tuning on the task, N = 1..{max_n}, {drills_per_step} reading drills per step")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
     train = make_problems(200_000, "train", seed)
     model.train()
@@ -242,12 +244,17 @@ def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n
     for step in range(steps):
         n = 1 + step % max_n
         style = "standard" if (n == 1 and step % (2 * max_n) == 0) else "bcr"
-        batch = [sft_example(tok, rng.sample(train, n), rng, style) for _ in range(max(1, problems_per_step // n))]
-        batch += [naming_example(tok, rng.sample(train, rng.randint(2, max_n)), rng) for _ in range(drills_per_step)]
-        ids, labels, mask = _collate(batch, tok.pad_token_id)
+        batches = [[sft_example(tok, rng.sample(train, n), rng, style) for _ in range(max(1, problems_per_step // n))]]
+        if drills_per_step:
+            batches.append([naming_example(tok, rng.sample(train, rng.randint(2, max_n)), rng)
+                            for _ in range(drills_per_step)])
         for g in opt.param_groups:  # warm-up, constant, then a linear decay to lr / 10 over the last 20%
             g["lr"] = lr * min(1.0, (step + 1) / 30, 0.1 + 0.9 * (steps - step) / (0.2 * steps))
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        # sum of per-token losses over both batches / number of loss tokens in both = one token mean
+        parts = [_collate(b, tok.pad_token_id) for b in batches]
+        n_loss = sum(int((labels[:, 1:] != -100).sum()) for _, labels, _ in parts)
+        loss = sum(model(input_ids=ids, attention_mask=mask, labels=labels).loss * int((labels[:, 1:] != -100).sum())
+                   for ids, labels, mask in parts) / n_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -273,9 +280,9 @@ def save_pretrained_atomic(model, tokenizer, out_dir):
 
 
 def base_dir(seed=0):
-    """Where bcr.py and eval.py cache the base model. The "v4" names this version of the toy
+    """Where bcr.py and eval.py cache the base model. The "v5" names this version of the toy
     world: a base model cached by an older toy.py (another tokenizer) is never picked up."""
-    return os.path.join("out", f"toy-base-v4-s{seed}")
+    return os.path.join("out", f"toy-base-v5-s{seed}")
 
 
 def load_or_train_base(out_dir, seed=0, log=print):
@@ -289,7 +296,7 @@ def load_or_train_base(out_dir, seed=0, log=print):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description="Train the toy base model (bcr.py does this for you).")
-    ap.add_argument("--out", help="default: the cache bcr.py and eval.py read, out/toy-base-v4-s<seed>")
+    ap.add_argument("--out", help="default: the cache bcr.py and eval.py read, out/toy-base-v5-s<seed>")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=1100, help="supervised steps")
     ap.add_argument("--show", type=int, default=0, help="print N reference solutions and exit")

@@ -67,6 +67,39 @@ def test_reward_of_n_problem_responses():
     assert bcr.rollout_reward([False], 10, A) == 0.0
 
 
+def test_last_answer_end_waits_for_a_complete_answer():
+    assert bcr.last_answer_end("Answer 1: \\boxed{7", 1) is None  # the box is still open
+    assert bcr.last_answer_end("Answer 1: \\boxed{74}", 1) == len("Answer 1: \\boxed{74}")
+    assert bcr.last_answer_end("Answer 1: \\boxed 5", 1) is None  # "\\boxed 5" may become "\\boxed 52"
+    assert bcr.last_answer_end("Answer 10: \\boxed{3}", 1) is None  # not problem 1's line
+    assert bcr.last_answer_end("Answer 2: 42", 2) is None and bcr.last_answer_end("Answer 2: 42\nx", 2) == 12
+    assert bcr.last_answer_end(RESP, 2) == RESP.index("\n### Problem 3") and bcr.last_answer_end(RESP, 4) is None
+
+
+def test_end_at_last_answer_cuts_what_follows_and_keeps_an_eos(tok):
+    from sample import Rollout
+
+    texts = [RESP,  # answer 3 then EOS: unchanged
+             RESP + "\n### Problem 4\nx4 = 12 \nAnswer 4: \\boxed{1}",  # writes on past answer 3: cut there
+             RESP[: RESP.rindex("}")]]  # hit the budget inside answer 3: unchanged, still unfinished
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    ids[0] = ids[0] + [tok.eos_token_id]
+    width = max(map(len, ids))
+    comp, lp = torch.full((3, width), tok.pad_token_id), torch.zeros(3, width)
+    for i, x in enumerate(ids):
+        comp[i, : len(x)], lp[i, : len(x)] = torch.tensor(x), -0.5
+    roll = Rollout([[1]] * 3, comp, lp, torch.tensor([len(x) for x in ids]), torch.tensor([True, False, False]), 1,
+                   tok.pad_token_id)
+    bcr.end_at_last_answer(roll, tok, 3)
+    assert roll.texts(tok) == [RESP, RESP, texts[2]]
+    n_resp = len(ids[0]) - 1
+    assert roll.lengths.tolist() == [n_resp + 1, n_resp, len(ids[2])]
+    assert roll.tokens(0)[-1] == tok.eos_token_id and roll.finished.tolist() == [True, True, False]
+    # nothing of the cut tokens is left for the trainer: pad ids and zero log-probs
+    assert (roll.completion_ids[1, n_resp:] == tok.pad_token_id).all() and (roll.logprobs[1, n_resp:] == 0).all()
+    assert roll.logprobs[1, :n_resp].sum().item() == pytest.approx(-0.5 * n_resp)
+
+
 def test_table_names_the_trained_model_and_its_token_change():
     res = {"base": {"1": {"accuracy": 0.5, "tokens_per_problem": 80.0}, "3": {"accuracy": 0.2, "tokens_per_problem": 50.0}},
            "bcr": {"1": {"accuracy": 0.25, "tokens_per_problem": 40.0}, "3": {"accuracy": 0.3, "tokens_per_problem": 55.0}}}

@@ -71,10 +71,12 @@ def test_reference_solution_scores_one_and_tokenizes_round_trip():
     assert tok(text2, add_special_tokens=False)["input_ids"] == tok.convert_tokens_to_ids(
         ["### Problem 2\n", "x2 = ", "47 ", "\n", "y2 =", " 38", "\n", "4", "0", "+", "3", "0", "+", "7", "+", "8", "\n",
          "check again: ", "7", "0", "+", "1", "5"])
-    # in the prompt, x<k>'s number follows header k and y<k>'s number comes just before header k + 1
+    # in the prompt, header k is the same token as in a response; x<k>'s number follows it and
+    # y<k>'s number is the third token after it
     prompt = tok.convert_ids_to_tokens(bcr.build_prompt(tok, ["47 + 38", "12 + 19"]))
-    i = prompt.index("\n\n### Problem 1\n")
-    assert prompt[i:] == ["\n\n### Problem 1\n", "47 ", "+", " 38", "\n\n### Problem 2\n", "12 ", "+", " 19", "<|assistant|>"]
+    i = prompt.index("### Problem 1\n")
+    assert prompt[i - 2:] == ["\n", "\n", "### Problem 1\n", "47 ", "+", " 38", "\n", "\n", "### Problem 2\n", "12 ", "+",
+                              " 19", "<|assistant|>"]
     std = toy.solution_text(qs[:1], golds[:1], random.Random(0), style="standard")
     assert reward.grade(std, golds[0])
 
@@ -110,7 +112,7 @@ def test_reading_drill_names_each_problems_numbers_in_a_random_order():
             k = int(part[0])
             a, b = probs[k - 1]["question"].split(" + ")
             assert part == f"{k}\nx{k} = {a} \ny{k} = {b}" + ("\n" if len(order) < 3 else ""), part
-            i = prompt.index(f"\n\n### Problem {k}\n")
+            i = prompt.index(f"### Problem {k}\n")
             assert prompt[i + 1] == f"{a} " and prompt[i + 3] == f" {b}"
             order.append(k)
         assert sorted(order) == [1, 2, 3, 4]
