@@ -18,7 +18,7 @@ The world:
     is re-checked 0 to 3 times, uniformly ("wait, check: 70+15", "check again: 70+15", "once
     more: 70+15", each re-check with its own opening so that the model need not count repeats),
     and the result is restated with probability 1/2 ("so the sum is 85"). The minimal solution is
-    about half the average reference (34 of 68 tokens);
+    about half the average reference (34 of 68 tokens, header and answer line included);
   - a supervised warm start (plain cross-entropy) gives the *base model*, verbose, trained on
     prompts of N = 1..4 problems and on reading drills (name the numbers of every problem of a
     prompt, asked in a random order), without which it reads problem 1 only (README).
@@ -250,11 +250,13 @@ def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n
                             for _ in range(drills_per_step)])
         for g in opt.param_groups:  # warm-up, constant, then a linear decay to lr / 10 over the last 20%
             g["lr"] = lr * min(1.0, (step + 1) / 30, 0.1 + 0.9 * (steps - step) / (0.2 * steps))
-        # sum of per-token losses over both batches / number of loss tokens in both = one token mean
-        parts = [_collate(b, tok.pad_token_id) for b in batches]
-        n_loss = sum(int((labels[:, 1:] != -100).sum()) for _, labels, _ in parts)
-        loss = sum(model(input_ids=ids, attention_mask=mask, labels=labels).loss * int((labels[:, 1:] != -100).sum())
-                   for ids, labels, mask in parts) / n_loss
+        # one mean over the loss tokens of both batches: each batch's mean times its token count
+        loss, n_loss = 0.0, 0
+        for ids, labels, mask in (_collate(b, tok.pad_token_id) for b in batches):
+            k = int((labels[:, 1:] != -100).sum())
+            loss = loss + model(input_ids=ids, attention_mask=mask, labels=labels).loss * k
+            n_loss += k
+        loss = loss / n_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
