@@ -155,7 +155,7 @@ class Rollout:
     completion_ids: torch.Tensor  # [B, T] long, PAD after the end; EOS included when produced
     logprobs: torch.Tensor  # [B, T] float32, 0 after the end
     lengths: torch.Tensor  # [B] long, number of completion tokens (EOS included)
-    finished: torch.Tensor  # [B] bool, True if the row produced EOS, False if it hit the budget
+    finished: torch.Tensor  # [B] bool, True if the row produced EOS (or was cut, see cut), False if it hit the budget
     num_samples: int
     pad_id: int = 0  # the id after the end of a completion
 

@@ -246,7 +246,7 @@ def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n
         style = "standard" if (n == 1 and step % (2 * max_n) == 0) else "bcr"
         batches = [[sft_example(tok, rng.sample(train, n), rng, style) for _ in range(max(1, problems_per_step // n))]]
         if drills_per_step:
-            batches.append([naming_example(tok, rng.sample(train, rng.randint(2, max_n)), rng)
+            batches.append([naming_example(tok, rng.sample(train, rng.randint(min(2, max_n), max_n)), rng)
                             for _ in range(drills_per_step)])
         for g in opt.param_groups:  # warm-up, constant, then a linear decay to lr / 10 over the last 20%
             g["lr"] = lr * min(1.0, (step + 1) / 30, 0.1 + 0.9 * (steps - step) / (0.2 * steps))
