@@ -175,6 +175,7 @@ BENCHMARKS = {  # names resolved in --data-dir (the layout of ../shared/data)
 }
 HUB_DATASETS = {  # name -> (repo, file, question field, answer field), fetched when online
     "deepscaler-hub": ("agentica-org/DeepScaleR-Preview-Dataset", "deepscaler.json", "problem", "answer"),
+    "math500-hub": ("HuggingFaceH4/MATH-500", "test.jsonl", "problem", "answer"),
 }
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data")
 

@@ -1,11 +1,11 @@
 """
 eval.py: measure what BCR claims, on any Hugging Face model and any benchmark.
 
-    python eval.py --model PATH_OR_HUB_ID --data NAME_OR_JSONL [--n 1 2 3 4 5] [--budget B]
+    python eval.py --model PATH_OR_HUB_ID --data NAME_OR_JSONL [NAME ...] [--n 1 2 3 4 5] [--budget B]
                    [--samples K] [--out DIR] [--plot]
-    python eval.py --compare DIR_A DIR_B
+    python eval.py --compare DIR_A DIR_B [--plot --out DIR]
 
-Tables (all written to DIR as results.json and CSV files):
+Tables, per benchmark (all written to DIR as results.json and CSV files):
   - task scaling: for each N, accuracy, generated tokens per problem (response tokens / N) and the
     truncation rate, with N problems per prompt in the BCR format; N=1 also in the standard
     single-problem format;
@@ -18,6 +18,10 @@ Tables (all written to DIR as results.json and CSV files):
     accuracy change (DRQA's measurement);
   - mean@k and pass@k over k samples per prompt (pass@k with the unbiased estimator
     1 - C(n-c, k) / C(n, k)).
+
+--plot draws the task-scaling curve, the budget curve and the length histograms (matplotlib,
+optional); with --compare it draws both runs on the same axes. --compare prints the base-vs-trained
+table in the paper's layout (accuracy and tokens per benchmark, changes in points and in %).
 
 The prompt builder and the grader are bcr.build_prompt and reward.py, the same as in training.
 """
@@ -140,37 +144,42 @@ def _length_stats(xs):
             "p90": s[min(len(s) - 1, math.ceil(0.9 * len(s)) - 1)]}
 
 
-def length_by_correctness(rows, verdicts, tok, n):
-    right, wrong = [], []
+def problem_lengths(rows, verdicts, tok, n):
+    """Tokens of each answered problem, split by correctness: {"correct": [...], "incorrect": [...]}.
+    At N=1 a problem is charged its whole response; at N > 1, see tokens_per_problem."""
+    out = {"correct": [], "incorrect": []}
     for r, vs in zip(rows, verdicts):
         per = [len(r["tokens"])] if n == 1 else tokens_per_problem(r["tokens"], tok, n)
         for t, v in zip(per, vs):
             if t is not None:
-                (right if v else wrong).append(t)
-    return {"correct": _length_stats(right), "incorrect": _length_stats(wrong)}
+                out["correct" if v else "incorrect"].append(t)
+    return out
+
+
+def length_by_correctness(rows, verdicts, tok, n):
+    return {k: _length_stats(v) for k, v in problem_lengths(rows, verdicts, tok, n).items()}
 
 
 def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budgets=None, stop_at_last_answer=False):
-    """Every table for one model; returns the results dict."""
+    """Every table for one model on one benchmark; returns the results dict."""
     budgets = budgets or sorted({max(1, budget // d) for d in (16, 8, 4, 2, 1)})
-    res = {"scaling": {}, "budget_curve": {}, "length_by_correctness": {}, "batch_vs_single": {}}
-    rows_by_n = {}
+    res = {"scaling": {}, "budget_curve": {}, "length_by_correctness": {}, "batch_vs_single": {}, "lengths": {}}
+
+    def tables(key, rows, n, style):
+        verdicts = grade_rows(rows, tok, n, style)
+        res["scaling"][key] = summarize(rows, verdicts, n)
+        res["lengths"][key] = problem_lengths(rows, verdicts, tok, n)
+        res["length_by_correctness"][key] = {k: _length_stats(v) for k, v in res["lengths"][key].items()}
+        res["budget_curve"][key] = {str(b): summarize(rows, grade_rows(rows, tok, n, style, b), n)["accuracy"]
+                                    for b in budgets}
+        print(f"N={key}: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
+                                         for k, v in res["scaling"][key].items()}), flush=True)
+
     for n in ns:
-        rows = generate_rows(model, tok, problems, n, budget, temperature, samples, seed + n,
-                             stop_at_last_answer=stop_at_last_answer)
-        rows_by_n[n] = rows
-        verdicts = grade_rows(rows, tok, n, "bcr")
-        res["scaling"][str(n)] = summarize(rows, verdicts, n)
-        res["length_by_correctness"][str(n)] = length_by_correctness(rows, verdicts, tok, n)
-        res["budget_curve"][str(n)] = {str(b): summarize(rows, grade_rows(rows, tok, n, "bcr", b), n)["accuracy"]
-                                      for b in budgets}
-        print(f"N={n}: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
-                                       for k, v in res["scaling"][str(n)].items()}), flush=True)
-    rows = generate_rows(model, tok, problems, 1, budget, temperature, samples, seed, style="standard")
-    verdicts = grade_rows(rows, tok, 1, "standard")
-    res["scaling"]["1-standard"] = summarize(rows, verdicts, 1)
-    res["length_by_correctness"]["1-standard"] = length_by_correctness(rows, verdicts, tok, 1)
-    print("N=1 standard: " + json.dumps(res["scaling"]["1-standard"]), flush=True)
+        tables(str(n), generate_rows(model, tok, problems, n, budget, temperature, samples, seed + n,
+                                     stop_at_last_answer=stop_at_last_answer), n, "bcr")
+    tables("1-standard", generate_rows(model, tok, problems, 1, budget, temperature, samples, seed,
+                                       style="standard"), 1, "standard")
     if 1 in ns:
         single = res["scaling"]["1"]
         for n in ns:
@@ -183,91 +192,136 @@ def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budge
 
 
 # ---------------------------------------------------------------------------------------------
-# output
+# output: results.json = {"meta": {...}, "benchmarks": {name: the dict evaluate() returns}}
 
 
-def write_outputs(res, out_dir, meta):
+def write_outputs(results, out_dir, meta):
+    """results: {benchmark name: evaluate()'s dict}. Writes results.json and one CSV per table."""
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"meta": meta, **res}, f, indent=1)
-    with open(os.path.join(out_dir, "scaling.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["N", "accuracy", "tokens_per_problem", "truncation_rate", "problems"])
-        for n, r in res["scaling"].items():
-            w.writerow([n, r["accuracy"], r["tokens_per_problem"], r["truncation_rate"], r["problems"]])
-    with open(os.path.join(out_dir, "budget_curve.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["N", "budget", "accuracy"])
-        for n, curve in res["budget_curve"].items():
-            for b, acc in curve.items():
-                w.writerow([n, b, acc])
-    with open(os.path.join(out_dir, "length_by_correctness.csv"), "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["N", "which", "count", "mean", "median", "p90"])
-        for n, d in res["length_by_correctness"].items():
-            for which, s in d.items():
-                w.writerow([n, which, s["count"], s["mean"], s["median"], s["p90"]])
+        json.dump({"meta": meta, "benchmarks": results}, f, indent=1)
+
+    def table(name, header, rows):
+        with open(os.path.join(out_dir, name), "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["benchmark"] + header)
+            w.writerows(rows)
+
+    items = results.items()
+    table("scaling.csv", ["N", "accuracy", "tokens_per_problem", "truncation_rate", "problems"],
+          [[b, n, r["accuracy"], r["tokens_per_problem"], r["truncation_rate"], r["problems"]]
+           for b, res in items for n, r in res["scaling"].items()])
+    table("budget_curve.csv", ["N", "budget", "accuracy"],
+          [[b, n, bud, acc] for b, res in items for n, curve in res["budget_curve"].items() for bud, acc in curve.items()])
+    table("length_by_correctness.csv", ["N", "which", "count", "mean", "median", "p90"],
+          [[b, n, which, s["count"], s["mean"], s["median"], s["p90"]]
+           for b, res in items for n, d in res["length_by_correctness"].items() for which, s in d.items()])
+    table("batch_vs_single.csv", ["N", "tokens_saved", "accuracy_change"],
+          [[b, n, d["tokens_saved"], d["accuracy_change"]] for b, res in items for n, d in res["batch_vs_single"].items()])
 
 
-def plot(res, out_dir):
+def load_results(d):
+    p = os.path.join(d, "results.json")
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"{p} not found (run eval.py --out {d} first)")
+    with open(p) as f:
+        r = json.load(f)
+    if "benchmarks" not in r:
+        raise ValueError(f"{p}: no 'benchmarks' key; not a results.json written by eval.py")
+    return r
+
+
+def plot(runs, out_dir):
+    """runs: [(label, results.json dict)], one or two (a base and a trained model). Per benchmark:
+    <bench>_task_scaling.png (tokens per problem and accuracy against N), <bench>_budget_curve.png
+    (accuracy against budget, one line per N) and <bench>_lengths.png (histograms of tokens per
+    problem, correct and incorrect, one panel per run and N). Returns the paths written."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("--plot needs matplotlib: pip install matplotlib")
+        print("--plot needs matplotlib, which is optional: pip install matplotlib")
         return []
-    paths = []
-    ns = [n for n in res["scaling"] if n.isdigit()]
-    fig, ax1 = plt.subplots(figsize=(5, 3.5))
-    ax1.plot([int(n) for n in ns], [res["scaling"][n]["tokens_per_problem"] for n in ns], "o-", color="C0")
-    ax1.set_xlabel("N (problems per prompt)")
-    ax1.set_ylabel("tokens per problem", color="C0")
-    ax2 = ax1.twinx()
-    ax2.plot([int(n) for n in ns], [res["scaling"][n]["accuracy"] for n in ns], "s--", color="C1")
-    ax2.set_ylabel("accuracy", color="C1")
-    ax2.set_ylim(0, 1.05)
-    ax1.set_title("task scaling")
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "task_scaling.png"))
-    fig.savefig(paths[-1], dpi=120)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for n, curve in res["budget_curve"].items():
-        ax.plot([int(b) for b in curve], list(curve.values()), "o-", label=f"N={n}")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("token budget")
-    ax.set_ylabel("accuracy")
-    ax.legend()
-    ax.set_title("budget curve")
-    fig.tight_layout()
-    paths.append(os.path.join(out_dir, "budget_curve.png"))
-    fig.savefig(paths[-1], dpi=120)
+    os.makedirs(out_dir, exist_ok=True)
+    paths, styles = [], ["--", "-"] if len(runs) == 2 else ["-"] * len(runs)
+    benches = [b for b in runs[0][1]["benchmarks"] if all(b in r["benchmarks"] for _, r in runs)]
+
+    def save(fig, name):
+        fig.tight_layout()
+        paths.append(os.path.join(out_dir, name))
+        fig.savefig(paths[-1], dpi=110)
+
+    for bench in benches:
+        res = [(label, r["benchmarks"][bench]) for label, r in runs]
+        ns = [n for n in res[0][1]["scaling"] if n.isdigit()]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.3))
+        for (label, r), ls in zip(res, styles):
+            xs = [int(n) for n in ns]
+            ax1.plot(xs, [r["scaling"][n]["tokens_per_problem"] for n in ns], "o" + ls, label=label)
+            ax2.plot(xs, [r["scaling"][n]["accuracy"] for n in ns], "s" + ls, label=label)
+        ax1.set(xlabel="N (problems per prompt)", ylabel="tokens per problem", title=f"{bench}: tokens per problem")
+        ax2.set(xlabel="N (problems per prompt)", ylabel="accuracy", ylim=(0, 1.02), title=f"{bench}: accuracy")
+        for ax in (ax1, ax2):
+            ax.set_xticks([int(n) for n in ns])
+            ax.legend()
+        save(fig, f"{bench}_task_scaling.png")
+
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        for (label, r), ls in zip(res, styles):
+            for i, n in enumerate(ns):
+                curve = r["budget_curve"][n]
+                ax.plot([int(b) for b in curve], list(curve.values()), "o" + ls, color=f"C{i}", label=f"{label}, N={n}")
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="token budget (whole response)", ylabel="accuracy", ylim=(0, 1.02), title=f"{bench}: budget curve")
+        ax.legend(fontsize=7, ncol=len(res))
+        save(fig, f"{bench}_budget_curve.png")
+
+        fig, axes = plt.subplots(len(res), len(ns), figsize=(2.6 * len(ns), 2.2 * len(res)), squeeze=False,
+                                 sharex=True)
+        top = max([max(v, default=0) for _, r in res for n in ns for v in r["lengths"][n].values()] + [1])
+        bins = [top * i / 30 for i in range(31)]
+        for row, (label, r) in zip(axes, res):
+            for ax, n in zip(row, ns):
+                ax.hist(r["lengths"][n]["correct"], bins=bins, alpha=0.6, label="correct")
+                ax.hist(r["lengths"][n]["incorrect"], bins=bins, histtype="step", lw=1.5, label="incorrect")
+                ax.set_title(f"{label}, N={n}", fontsize=9)
+        axes[-1][0].set_xlabel("tokens per problem")
+        axes[0][0].legend(fontsize=7)
+        save(fig, f"{bench}_lengths.png")
     plt.close("all")
     return paths
 
 
 def compare(dir_a, dir_b):
-    """Base (A) vs trained (B), paper layout: accuracy and tokens per N, deltas in points and %."""
-    def load(d):
-        p = os.path.join(d, "results.json")
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"--compare: {p} not found (run eval.py --out {d} first)")
-        with open(p) as f:
-            return json.load(f)
+    """Base (A) vs trained (B) in the paper's layout: per benchmark and N, accuracy and tokens per
+    problem of both, the change in points and in %; an average row per N over the benchmarks."""
+    a, b = load_results(dir_a), load_results(dir_b)
+    lines = [f"A = {a['meta'].get('model', dir_a)} ({dir_a}),  B = {b['meta'].get('model', dir_b)} ({dir_b})",
+             f"{'benchmark':>14} {'N':>10} | {'acc A':>6} {'acc B':>6} {'d pts':>6} | {'tok A':>8} {'tok B':>8} {'d %':>7}"]
+    benches = [x for x in a["benchmarks"] if x in b["benchmarks"]]
+    if not benches:
+        raise ValueError(f"--compare: no benchmark in both runs ({sorted(a['benchmarks'])} vs {sorted(b['benchmarks'])})")
 
-    a, b = load(dir_a), load(dir_b)
-    name_a, name_b = a["meta"].get("model", dir_a), b["meta"].get("model", dir_b)
-    lines = [f"A = {name_a} ({a['meta'].get('data')}),  B = {name_b} ({b['meta'].get('data')})",
-             f"{'N':>10} | {'acc A':>6} {'acc B':>6} {'d pts':>6} | {'tok A':>8} {'tok B':>8} {'d %':>7}"]
-    for n in a["scaling"]:
-        if n not in b["scaling"]:
-            continue
-        ra, rb = a["scaling"][n], b["scaling"][n]
+    def line(name, n, ra, rb):
         dp = (rb["accuracy"] - ra["accuracy"]) * 100
         dt = (rb["tokens_per_problem"] / ra["tokens_per_problem"] - 1) * 100 if ra["tokens_per_problem"] else float("nan")
-        lines.append(f"{n:>10} | {ra['accuracy'] * 100:>6.1f} {rb['accuracy'] * 100:>6.1f} {dp:>+6.1f} | "
-                     f"{ra['tokens_per_problem']:>8.1f} {rb['tokens_per_problem']:>8.1f} {dt:>+6.1f}%")
+        return (f"{name:>14} {n:>10} | {ra['accuracy'] * 100:>6.1f} {rb['accuracy'] * 100:>6.1f} {dp:>+6.1f} | "
+                f"{ra['tokens_per_problem']:>8.1f} {rb['tokens_per_problem']:>8.1f} {dt:>+6.1f}%")
+
+    by_n = {}
+    for bench in benches:
+        sa, sb = a["benchmarks"][bench]["scaling"], b["benchmarks"][bench]["scaling"]
+        for n in sa:
+            if n in sb:
+                lines.append(line(bench, n, sa[n], sb[n]))
+                by_n.setdefault(n, []).append((sa[n], sb[n]))
+    if len(benches) > 1:  # the paper's "Avg." row: plain means over the benchmarks
+        for n, pairs in by_n.items():
+            mean = [{k: statistics.mean(p[i][k] for p in pairs) for k in ("accuracy", "tokens_per_problem")}
+                    for i in (0, 1)]
+            lines.append(line(f"average ({len(pairs)})", n, *mean))
     return "\n".join(lines)
 
 
@@ -294,44 +348,58 @@ def load_any(model_spec, device, dtype="float32"):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="'toy', a run's ckpt directory, a hub id or a .gguf path")
-    ap.add_argument("--data", default="toy", help="'toy', a benchmark name, a .jsonl path or a hub dataset")
+    ap.add_argument("--data", nargs="+", default=["toy"],
+                    help="one or more of: 'toy', a benchmark name, a .jsonl path, a hub dataset")
     ap.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     ap.add_argument("--n", type=int, nargs="+", default=[1, 2, 3, 4])
     ap.add_argument("--budget", type=int, default=None, help="max new tokens per prompt (toy: 150, as bcr.py trains and evaluates; else 32768)")
     ap.add_argument("--budgets", type=int, nargs="+", help="budget-curve points (default B/16 .. B)")
-    ap.add_argument("--problems", type=int, default=None, help="use the first M problems (toy: 600)")
+    ap.add_argument("--problems", type=int, default=None, help="use the first M problems of each benchmark (toy: 600)")
     ap.add_argument("--samples", type=int, default=1, help="samples per prompt (k in mean@k, pass@k)")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--out", default="out/eval")
-    ap.add_argument("--plot", action="store_true")
+    ap.add_argument("--out", default="out/eval", help="run directory (with --compare: where --plot writes)")
+    ap.add_argument("--plot", action="store_true", help="also write PNGs (needs matplotlib)")
     ap.add_argument("--stop-at-last-answer", action=argparse.BooleanOptionalAction,
                     help="end a response once its 'Answer N:' line is complete, as bcr.py does (default: on for the toy)")
     ap.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"))
     args = ap.parse_args(argv)
     if args.compare:
         print(compare(*args.compare))
+        if args.plot:
+            runs = [(os.path.basename(os.path.normpath(d)), load_results(d)) for d in args.compare]
+            for p in plot(runs, args.out):
+                print(f"wrote {p}")
         return
     if not args.model:
         ap.error("--model is required (or --compare DIR_A DIR_B)")
+    if len(set(args.data)) != len(args.data):
+        ap.error(f"--data names a benchmark twice: {args.data}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    is_toy = args.data == "toy"
+    is_toy = args.data == ["toy"]
     budget = args.budget or (150 if is_toy else 32768)
     stop = is_toy if args.stop_at_last_answer is None else args.stop_at_last_answer
-    if is_toy:
-        problems = load_problems("toy", split="test", n=args.problems or 600)
-    else:
-        problems = load_problems(args.data, args.data_dir)[: args.problems]
+    data = {}  # load every benchmark before the model: a bad name fails in a second, not after loading
+    for spec in args.data:
+        if spec == "toy":
+            data["toy"] = load_problems("toy", split="test", n=args.problems or 600)
+        else:
+            name = os.path.splitext(os.path.basename(spec))[0] if os.path.exists(spec) else spec
+            data[name] = load_problems(spec, args.data_dir)[: args.problems]
     model, tok = load_any(args.model, device, args.dtype)
-    print(f"{args.model} on {args.data}: {len(problems)} problems, N = {args.n}, budget {budget}, "
-          f"{args.samples} sample(s), T = {args.temperature}")
-    res = evaluate(model, tok, problems, args.n, budget, args.temperature, args.samples, args.seed, args.budgets, stop)
+    results = {}
+    for name, problems in data.items():
+        print(f"{args.model} on {name}: {len(problems)} problems, N = {args.n}, budget {budget}, "
+              f"{args.samples} sample(s), T = {args.temperature}", flush=True)
+        results[name] = evaluate(model, tok, problems, args.n, budget, args.temperature, args.samples, args.seed,
+                                 args.budgets, stop)
     meta = {"model": args.model, "data": args.data, "budget": budget, "samples": args.samples,
-            "temperature": args.temperature, "seed": args.seed, "problems": len(problems), "stop_at_last_answer": stop}
-    write_outputs(res, args.out, meta)
+            "temperature": args.temperature, "seed": args.seed, "problems": {k: len(v) for k, v in data.items()},
+            "stop_at_last_answer": stop}
+    write_outputs(results, args.out, meta)
     if args.plot:
-        for p in plot(res, args.out):
+        for p in plot([(os.path.basename(os.path.normpath(args.out)), {"benchmarks": results})], args.out):
             print(f"wrote {p}")
     print(f"wrote {args.out}/results.json and CSVs")
 

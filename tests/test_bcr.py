@@ -182,3 +182,27 @@ def test_resume_continues_the_run(tmp_path, tok):
     assert steps == [0, 1, 2, 3, 4]
     state = torch.load(tmp_path / "run" / "ckpt" / "train_state.pt", weights_only=False)
     assert state["step"] == 5
+
+
+def test_hub_datasets_load_through_hf_hub_download(tmp_path, monkeypatch):
+    # offline stand-in for the download only: files laid out as on the hub (DeepScaleR: one JSON
+    # array; MATH-500: JSONL), with the hub's field names, read by the real loading code
+    (tmp_path / "deepscaler.json").write_text(json.dumps(
+        [{"problem": "What is $1+1$?", "solution": "...", "answer": "2"},
+         {"problem": "What is $2^3$?", "solution": "...", "answer": "8"}]))
+    (tmp_path / "test.jsonl").write_text(json.dumps(
+        {"problem": "Compute $\\sqrt{16}$.", "solution": "...", "answer": "4", "unique_id": "test/x/1.json"}) + "\n")
+    calls = []
+
+    def fake_download(repo_id, filename, repo_type=None):
+        calls.append((repo_id, filename, repo_type))
+        return str(tmp_path / filename)
+
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    ds = bcr.load_problems("deepscaler-hub")
+    assert [(p["question"], p["answer"]) for p in ds] == [("What is $1+1$?", "2"), ("What is $2^3$?", "8")]
+    m = bcr.load_problems("math500-hub")
+    assert m[0]["question"] == "Compute $\\sqrt{16}$." and m[0]["answer"] == "4"
+    assert calls == [("agentica-org/DeepScaleR-Preview-Dataset", "deepscaler.json", "dataset"),
+                     ("HuggingFaceH4/MATH-500", "test.jsonl", "dataset")]

@@ -1,6 +1,9 @@
 """eval.py: pass@k by hand, budget accounting, per-problem token attribution, the comparison table."""
+import csv
 import json
 import math
+import os
+import sys
 
 import pytest
 
@@ -63,21 +66,34 @@ def test_summarize_and_length_stats(tok):
     assert lbc["correct"]["count"] == 3 and lbc["incorrect"]["count"] == 1
 
 
-def _results(acc1, tok1):
-    return {"meta": {"model": "m", "data": "d"}, "scaling": {"1": {"accuracy": acc1, "tokens_per_problem": tok1},
-                                                          "2": {"accuracy": 0.5, "tokens_per_problem": 50.0}}}
+def _results(model, benches):
+    """A results.json as eval.py writes it: {bench: (accuracy at N=1, tokens per problem at N=1)}."""
+    return {"meta": {"model": model, "data": list(benches)},
+            "benchmarks": {b: {"scaling": {"1": {"accuracy": acc, "tokens_per_problem": t},
+                                           "2": {"accuracy": 0.5, "tokens_per_problem": 50.0}}}
+                           for b, (acc, t) in benches.items()}}
 
 
 def test_compare_table(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
-    (a / "results.json").write_text(json.dumps(_results(0.80, 100.0)))
-    (b / "results.json").write_text(json.dumps(_results(0.82, 60.0)))
-    table = ev.compare(str(a), str(b))
-    line1 = [x for x in table.splitlines() if x.strip().startswith("1 |")][0]
-    assert "80.0" in line1 and "82.0" in line1 and "+2.0" in line1 and "-40.0%" in line1
-    with pytest.raises(FileNotFoundError):
+    (a / "results.json").write_text(json.dumps(_results("base", {"aime25": (0.80, 100.0), "amc23": (0.40, 200.0)})))
+    (b / "results.json").write_text(json.dumps(_results("bcr", {"aime25": (0.82, 60.0), "amc23": (0.50, 100.0),
+                                                                "minerva": (0.3, 10.0)})))
+    rows = {tuple(x.split("|")[0].split()): x.split("|")[1:] for x in ev.compare(str(a), str(b)).splitlines()[2:]}
+    # per benchmark: accuracy A, B and the change in points; tokens A, B and the change in %
+    assert rows[("aime25", "1")][0].split() == ["80.0", "82.0", "+2.0"]
+    assert rows[("aime25", "1")][1].split() == ["100.0", "60.0", "-40.0%"]
+    assert rows[("amc23", "1")][1].split() == ["200.0", "100.0", "-50.0%"]
+    # the paper's average row: the plain mean over the benchmarks both runs have (minerva is B's only)
+    assert rows[("average", "(2)", "1")][0].split() == ["60.0", "66.0", "+6.0"]
+    assert rows[("average", "(2)", "1")][1].split() == ["150.0", "80.0", "-46.7%"]
+    assert ("minerva", "1") not in rows and rows[("amc23", "2")][1].split() == ["50.0", "50.0", "+0.0%"]
+    with pytest.raises(FileNotFoundError, match="missing"):
         ev.compare(str(a), str(tmp_path / "missing"))
+    (b / "results.json").write_text(json.dumps(_results("bcr", {"gsm8k": (0.1, 1.0)})))
+    with pytest.raises(ValueError, match="no benchmark in both"):
+        ev.compare(str(a), str(b))
 
 
 def test_evaluate_runs_every_table_on_a_tiny_model(tok, tmp_path):
@@ -87,5 +103,38 @@ def test_evaluate_runs_every_table_on_a_tiny_model(tok, tmp_path):
     assert set(res["scaling"]) == {"1", "2", "1-standard"}
     assert list(res["budget_curve"]["2"]) == ["1", "2", "4", "8", "16"]
     assert "2" in res["batch_vs_single"]
-    ev.write_outputs(res, str(tmp_path), {"model": "tiny"})
-    assert (tmp_path / "results.json").exists() and (tmp_path / "budget_curve.csv").exists()
+    # the stored lengths are the histogram's input and agree with the summary statistics
+    for key in ("1", "2", "1-standard"):
+        for which in ("correct", "incorrect"):
+            assert len(res["lengths"][key][which]) == res["length_by_correctness"][key][which]["count"]
+    assert sum(len(v) for v in res["lengths"]["1"].values()) == 6 * 2  # N=1: every response is charged
+    ev.write_outputs({"toy": res}, str(tmp_path), {"model": "tiny"})
+    back = ev.load_results(str(tmp_path))
+    assert back["benchmarks"]["toy"]["scaling"] == json.loads(json.dumps(res["scaling"]))
+    with open(tmp_path / "scaling.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["benchmark"], r["N"]) for r in rows] == [("toy", "1"), ("toy", "2"), ("toy", "1-standard")]
+    assert float(rows[1]["tokens_per_problem"]) == pytest.approx(res["scaling"]["2"]["tokens_per_problem"])
+    for name in ("budget_curve.csv", "length_by_correctness.csv", "batch_vs_single.csv"):
+        assert (tmp_path / name).exists()
+
+
+def test_plot_writes_the_three_figures_per_benchmark(tmp_path):
+    pytest.importorskip("matplotlib")
+    lengths = {"correct": [10, 12, 30], "incorrect": [40]}
+    res = {"scaling": {n: {"accuracy": 0.5, "tokens_per_problem": 20.0} for n in ("1", "2", "1-standard")},
+           "budget_curve": {n: {"8": 0.1, "16": 0.5} for n in ("1", "2", "1-standard")},
+           "lengths": {n: lengths for n in ("1", "2", "1-standard")}}
+    runs = [("base", {"benchmarks": {"toy": res, "gsm8k": res}}), ("bcr", {"benchmarks": {"toy": res}})]
+    paths = ev.plot(runs, str(tmp_path))
+    assert sorted(os.path.basename(p) for p in paths) == ["toy_budget_curve.png", "toy_lengths.png",
+                                                          "toy_task_scaling.png"]
+    for p in paths:
+        with open(p, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes "import matplotlib" raise ImportError
+    assert ev.plot([("x", {"benchmarks": {}})], str(tmp_path)) == []
+    assert "pip install matplotlib" in capsys.readouterr().out
