@@ -29,6 +29,7 @@ preallocated cache and the mask hides the unused ones). On the CPU the step runs
 attention reads only the slots written so far; read that path first.
 """
 import argparse
+import inspect
 import time
 from dataclasses import dataclass
 
@@ -174,8 +175,14 @@ class Rollout:
         return [tokenizer.decode(self.tokens(i), skip_special_tokens=True) for i in range(len(self.lengths))]
 
 
-def _decode_step(model, cache, ids, mask, pos):
-    return model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True).logits[:, -1]
+def _cache_kwarg(model):
+    """The forward's name for the cache: transformers 5.x renamed `past_key_values` to `cache` (the
+    old name warns, and goes in 5.40); we accept both so one pin covers the 5.x line."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _decode_step(model, cache, ids, mask, pos, cache_kw):
+    return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{cache_kw: cache}).logits[:, -1]
 
 
 _COMPILED = {}
@@ -213,8 +220,9 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     use_compile = compile if compile is not None else device.type == "cuda"
     static = use_compile  # a CUDA graph needs the same shapes every step
     cache = KVCache(cfg.num_hidden_layers, total, static=static)
+    cache_kw = _cache_kwarg(model)
     logits = model(input_ids=ids, attention_mask=mask if static else mask[:, :L], position_ids=pos,
-                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+                   use_cache=True, logits_to_keep=1, **{cache_kw: cache}).logits[:, -1]
 
     # 2. share each prompt's cache with its samples
     if G > 1:
@@ -252,7 +260,7 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         if static:  # the CPU path reads mask4, whose generated slots are already open
             mask[:, L + t] = 1
         pos = pos + 1
-        logits = step(model, cache, tok[:, None], mask if static else mask4[..., : L + t + 1], pos)
+        logits = step(model, cache, tok[:, None], mask if static else mask4[..., : L + t + 1], pos, cache_kw)
     n = t + 1
     del cache  # the cache lives only for this rollout
     return Rollout(
