@@ -274,6 +274,9 @@ def plot(runs, out_dir):
                 curve = r["budget_curve"][n]
                 ax.plot([int(b) for b in curve], list(curve.values()), "o" + ls, color=f"C{i}", label=f"{label}, N={n}")
         ax.set_xscale("log", base=2)
+        budgets = sorted({int(b) for _, r in res for n in ns for b in r["budget_curve"][n]})
+        ax.set_xticks(budgets, [str(b) for b in budgets])  # the measured budgets, not powers of two
+        ax.minorticks_off()
         ax.set(xlabel="token budget (whole response)", ylabel="accuracy", ylim=(0, 1.02), title=f"{bench}: budget curve")
         ax.legend(fontsize=7, ncol=len(res))
         save(fig, f"{bench}_budget_curve.png")
