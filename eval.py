@@ -290,6 +290,8 @@ def plot(runs, out_dir):
                 ax.hist(r["lengths"][n]["correct"], bins=bins, alpha=0.6, label="correct")
                 ax.hist(r["lengths"][n]["incorrect"], bins=bins, histtype="step", lw=1.5, label="incorrect")
                 ax.set_title(f"{label}, N={n}", fontsize=9)
+                if not any(r["lengths"][n].values()):
+                    ax.text(0.5, 0.5, "no answer lines", transform=ax.transAxes, ha="center", va="center")
         axes[-1][0].set_xlabel("tokens per problem")
         axes[0][0].legend(fontsize=7)
         save(fig, f"{bench}_lengths.png")

@@ -138,3 +138,30 @@ def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, c
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes "import matplotlib" raise ImportError
     assert ev.plot([("x", {"benchmarks": {}})], str(tmp_path)) == []
     assert "pip install matplotlib" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(ev.DEFAULT_DATA_DIR, "gsm8k_test.jsonl")), reason="no ../shared/data")
+def test_cli_runs_a_real_model_on_two_benchmarks(smollm2, tmp_path, capsys):
+    # the real SmolLM2-135M (GGUF, real BPE tokenizer and chat template) through every table, on
+    # GSM8K and on a JSONL file, with a budget small enough for CI
+    from conftest import smollm2_path
+
+    extra = tmp_path / "mine.jsonl"
+    extra.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
+                             for i in range(4)))
+    out = tmp_path / "run"
+    ev.main(["--model", smollm2_path(), "--data", "gsm8k", str(extra), "--problems", "4", "--n", "1", "2",
+             "--budget", "8", "--samples", "2", "--out", str(out)])
+    res = ev.load_results(str(out))
+    assert list(res["benchmarks"]) == ["gsm8k", "mine"] and res["meta"]["problems"] == {"gsm8k": 4, "mine": 4}
+    for b in res["benchmarks"].values():
+        assert set(b["scaling"]) == {"1", "2", "1-standard"} and list(b["budget_curve"]["2"]) == ["1", "2", "4", "8"]
+        assert b["scaling"]["1"]["tokens_per_problem"] <= 8 and b["scaling"]["2"]["tokens_per_problem"] <= 4
+        assert b["scaling"]["2"]["problems"] == 4 and b["scaling"]["2"]["samples"] == 2 and "pass@2" in b["scaling"]["2"]
+        assert set(b["batch_vs_single"]) == {"2"}
+    capsys.readouterr()
+    ev.main(["--compare", str(out), str(out)])
+    table = capsys.readouterr().out
+    assert "average (2)" in table and "+0.0%" in table
+    with pytest.raises(SystemExit):
+        ev.main(["--model", smollm2_path(), "--data", "gsm8k", "gsm8k"])  # named twice
