@@ -311,20 +311,40 @@ def parse_args(argv=None):
 # model loading and checkpoints
 
 
-def load_model(args, log=print):
-    """(model, tokenizer) on args.device; the toy base model is trained if not cached."""
+def load_pretrained(spec, dtype=torch.float32):
+    """(model, tokenizer) from a hub id, a local directory (a run's ckpt) or a .gguf file, which
+    transformers de-quantizes into a plain model (needs the gguf package)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    kw = {}
+    if spec.endswith(".gguf"):
+        if not os.path.exists(spec):
+            raise FileNotFoundError(f"model {spec!r}: no such .gguf file")
+        spec, kw["gguf_file"] = os.path.split(os.path.abspath(spec))
+    tok = AutoTokenizer.from_pretrained(spec, **kw)
+    try:  # newer transformers can keep GGUF weights in their quantized blocks: ask for dense ones, which
+        # we can train and save_pretrained (older 5.x always de-quantize and have no such option)
+        from transformers import GgufConfig
+
+        if kw:
+            kw["quantization_config"] = GgufConfig(dequantize=True)
+    except ImportError:
+        pass
+    model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, **kw)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def load_model(args, log=print):
+    """(model, tokenizer) on args.device; the toy base model is trained if not cached."""
     dtype = getattr(torch, args.dtype)
     if args.model == "toy":
         import toy
 
         model, tok = toy.load_or_train_base(toy.base_dir(args.base_seed), seed=args.base_seed, log=log)
     else:
-        tok = AutoTokenizer.from_pretrained(args.model)
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
+        model, tok = load_pretrained(args.model, dtype)
     return model.to(device=args.device, dtype=dtype), tok
 
 

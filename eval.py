@@ -36,7 +36,8 @@ import torch
 
 import reward as rw
 import sample
-from bcr import DEFAULT_DATA_DIR, build_prompt, end_at_last_answer, load_problems, problem_correctness
+from bcr import (DEFAULT_DATA_DIR, build_prompt, end_at_last_answer, load_pretrained, load_problems,
+                 problem_correctness)
 
 
 def pass_at_k(n, c, k):
@@ -331,22 +332,13 @@ def compare(dir_a, dir_b):
 
 
 def load_any(model_spec, device, dtype="float32"):
-    """'toy' (the cached toy base model), a local directory, or a hub id (+ .gguf file: DIR/FILE.gguf)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """'toy' (the cached toy base model), a run's ckpt directory, a hub id or a .gguf file."""
     if model_spec == "toy":
         import toy
 
         model, tok = toy.load_or_train_base(toy.base_dir(0))
-    elif model_spec.endswith(".gguf"):
-        d, f = os.path.split(model_spec)
-        tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-        model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=getattr(torch, dtype))
     else:
-        tok = AutoTokenizer.from_pretrained(model_spec)
-        model = AutoModelForCausalLM.from_pretrained(model_spec, dtype=getattr(torch, dtype))
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
+        model, tok = load_pretrained(model_spec, getattr(torch, dtype))
     return model.to(device).eval(), tok
 
 

@@ -206,3 +206,23 @@ def test_hub_datasets_load_through_hf_hub_download(tmp_path, monkeypatch):
     assert m[0]["question"] == "Compute $\\sqrt{16}$." and m[0]["answer"] == "4"
     assert calls == [("agentica-org/DeepScaleR-Preview-Dataset", "deepscaler.json", "dataset"),
                      ("HuggingFaceH4/MATH-500", "test.jsonl", "dataset")]
+
+
+def test_a_gguf_model_trains_and_its_checkpoint_reloads(smollm2, tmp_path):
+    # a .gguf path goes through bcr's loader as a dense model: it trains, and its checkpoint is a
+    # plain save_pretrained directory (a GGUF-quantized model would refuse to be saved)
+    from conftest import smollm2_path
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(3)))
+    args = bcr.parse_args(["--model", smollm2_path(), "--data", str(data), "--n", "2", "--budget", "6", "--group", "2",
+                           "--prompts", "1", "--steps", "1", "--micro-batch", "2", "--no-eval", "--device", "cpu",
+                           "--out", str(tmp_path / "run")])
+    model, tok = bcr.load_model(args)
+    assert not getattr(model, "is_quantized", False)
+    model = bcr.train(args, model, tok)
+    back, tok2, state = bcr.load_checkpoint(args.out, args)
+    assert state["step"] == 1 and tok2.eos_token == tok.eos_token
+    x = torch.tensor([tok("What is 2 + 2?")["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(x).logits, back.eval()(x).logits, atol=1e-5)
