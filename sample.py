@@ -25,8 +25,10 @@ the T=1 log-probs.
 
 GPU fast path: the same loop, with the decode step compiled by torch.compile(mode="reduce-overhead")
 so that it is replayed as a CUDA graph (static shapes: attention reads every slot of the
-preallocated cache and the mask hides the unused ones). On the CPU the step runs eagerly and
-attention reads only the slots written so far; read that path first.
+preallocated cache and the mask hides the unused ones; the cache is sized in multiples of
+SLOT_BUCKET slots, so that one compiled step serves rollouts whose prompts differ in length). On
+the CPU the step runs eagerly and attention reads only the slots written so far; read that path
+first. Tests run the GPU path's static cache and its compiled step on the CPU.
 """
 import argparse
 import inspect
@@ -186,12 +188,16 @@ def _decode_step(model, cache, ids, mask, pos, cache_kw):
 
 
 _COMPILED = {}
+SLOT_BUCKET = 256  # static cache sizes are multiples of this: one compiled step serves many rollouts
 
 
 @torch.no_grad()
 def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0, top_p=1.0, top_k=0,
-             eos_token_ids=None, pad_token_id=None, seed=None, check_every=16, compile=None):
-    """Sample num_samples completions for each prompt (token-id lists of any lengths)."""
+             eos_token_ids=None, pad_token_id=None, seed=None, check_every=16, compile=None, static=None):
+    """Sample num_samples completions for each prompt (token-id lists of any lengths).
+
+    compile (default: on CUDA) compiles the decode step as a CUDA graph, which needs the static
+    cache; static (default: = compile) alone runs the GPU path's shapes eagerly, as tests on the CPU do."""
     if not prompts:
         raise ValueError("generate: no prompts")
     cfg = model.config
@@ -207,6 +213,12 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         raise ValueError(f"prompt ({L} tokens) + budget ({max_new_tokens}) = {total} exceeds the model's context of {limit}")
     gen = torch.Generator(device=device)
     gen.manual_seed(seed if seed is not None else torch.seed())
+    use_compile = compile if compile is not None else device.type == "cuda"
+    static = use_compile if static is None else static
+    if use_compile and not static:
+        raise ValueError("generate: compile=True needs static=True (a CUDA graph replays the same shapes)")
+    if static:  # round the slots up, so that rollouts whose longest prompts differ a little share one
+        total = -(-total // SLOT_BUCKET) * SLOT_BUCKET  # compiled step (the extra slots stay masked)
 
     # 1. prefill the distinct prompts, left-padded
     ids = torch.full((P, L), pad, dtype=torch.long, device=device)
@@ -217,8 +229,6 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         ids[i, L - len(p):] = torch.tensor(p, device=device)
         mask[i, L - len(p):L] = 1
     pos = (mask[:, :L].cumsum(-1) - 1).clamp(min=0)
-    use_compile = compile if compile is not None else device.type == "cuda"
-    static = use_compile  # a CUDA graph needs the same shapes every step
     cache = KVCache(cfg.num_hidden_layers, total, static=static)
     cache_kw = _cache_kwarg(model)
     logits = model(input_ids=ids, attention_mask=mask if static else mask[:, :L], position_ids=pos,
