@@ -112,6 +112,13 @@ class KVCache(Cache):
         for layer in self.layers:
             layer.repeat_rows(repeats)
 
+    def mark_static(self):
+        """Tell torch.compile that the buffers are updated in place at fixed addresses; without it a
+        CUDA graph is not used for a step that mutates its inputs (HF's StaticCache does the same)."""
+        for layer in self.layers:
+            for t in (layer.keys, layer.values, layer.offset):
+                torch._dynamo.mark_static_address(t)
+
 
 # ---------------------------------------------------------------------------------------------
 # sampling one token
@@ -243,6 +250,7 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
 
     step = _decode_step
     if use_compile:
+        cache.mark_static()  # the buffers the step writes in place keep their addresses: a CUDA graph may replay
         step = _COMPILED.setdefault(id(model), torch.compile(_decode_step, mode="reduce-overhead", dynamic=False))
 
     # On the CPU we hand the model a ready 4D additive mask [B, 1, 1, slots] (0 = attend, the dtype's
