@@ -327,7 +327,7 @@ def bench(args):
         cfg = AutoConfig.for_model("qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
                                    num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
                                    max_position_embeddings=32768, rope_theta=1e6, tie_word_embeddings=True)
-        model = AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.bfloat16).to(device).eval()
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).to(device).eval()
         batch, plen, new = args.batch or 64, args.prompt_len or 512, args.new_tokens or 1024
         what = "Qwen2.5-1.5B shape, random weights, bf16"
     else:
