@@ -157,8 +157,9 @@ def problem_lengths(rows, verdicts, tok, n):
     return out
 
 
-def length_by_correctness(rows, verdicts, tok, n):
-    return {k: _length_stats(v) for k, v in problem_lengths(rows, verdicts, tok, n).items()}
+def length_by_correctness(lengths):
+    """Mean, median and p90 of problem_lengths' correct and incorrect lists."""
+    return {k: _length_stats(v) for k, v in lengths.items()}
 
 
 def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budgets=None, stop_at_last_answer=False):
@@ -170,7 +171,7 @@ def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budge
         verdicts = grade_rows(rows, tok, n, style)
         res["scaling"][key] = summarize(rows, verdicts, n)
         res["lengths"][key] = problem_lengths(rows, verdicts, tok, n)
-        res["length_by_correctness"][key] = {k: _length_stats(v) for k, v in res["lengths"][key].items()}
+        res["length_by_correctness"][key] = length_by_correctness(res["lengths"][key])
         res["budget_curve"][key] = {str(b): summarize(rows, grade_rows(rows, tok, n, style, b), n)["accuracy"]
                                     for b in budgets}
         print(f"N={key}: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
@@ -371,8 +372,8 @@ def main(argv=None):
         return
     if not args.model:
         ap.error("--model is required (or --compare DIR_A DIR_B)")
-    if len(set(args.data)) != len(args.data):
-        ap.error(f"--data names a benchmark twice: {args.data}")
+    if "toy" in args.data and len(args.data) > 1:
+        ap.error("--data toy cannot share a run with other benchmarks (its budget and stop rule differ)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     is_toy = args.data == ["toy"]
     budget = args.budget or (150 if is_toy else 32768)
@@ -383,6 +384,8 @@ def main(argv=None):
             data["toy"] = load_problems("toy", split="test", n=args.problems or 600)
         else:
             name = os.path.splitext(os.path.basename(spec))[0] if os.path.exists(spec) else spec
+            if name in data:
+                ap.error(f"--data: two benchmarks named {name!r} ({args.data})")
             data[name] = load_problems(spec, args.data_dir)[: args.problems]
     model, tok = load_any(args.model, device, args.dtype)
     results = {}

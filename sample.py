@@ -224,8 +224,10 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     static = use_compile if static is None else static
     if use_compile and not static:
         raise ValueError("generate: compile=True needs static=True (a CUDA graph replays the same shapes)")
-    if static:  # round the slots up, so that rollouts whose longest prompts differ a little share one
-        total = -(-total // SLOT_BUCKET) * SLOT_BUCKET  # compiled step (the extra slots stay masked)
+    if static:
+        # round the slots up, so that rollouts whose longest prompts differ a little have the same
+        # shapes and share one compiled step; the extra slots are never opened in the mask
+        total = -(-total // SLOT_BUCKET) * SLOT_BUCKET
 
     # 1. prefill the distinct prompts, left-padded
     ids = torch.full((P, L), pad, dtype=torch.long, device=device)
@@ -253,7 +255,7 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         cache.mark_static()  # the buffers the step writes in place keep their addresses: a CUDA graph may replay
         step = _COMPILED.setdefault(id(model), torch.compile(_decode_step, mode="reduce-overhead", dynamic=False))
 
-    # On the CPU we hand the model a ready 4D additive mask [B, 1, 1, slots] (0 = attend, the dtype's
+    # Without the static cache (the CPU default) we hand the model a ready 4D additive mask [B, 1, 1, slots] (0 = attend, the dtype's
     # lowest value = padding); transformers passes a 4D mask through untouched: no rebuild per step.
     if not static:
         neg = torch.finfo(model.dtype).min
@@ -275,7 +277,7 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         done = done | torch.isin(tok, eos_t)
         if t + 1 == max_new_tokens or ((t + 1) % check_every == 0 and bool(done.all())):
             break  # the only host syncs: once every check_every steps
-        if static:  # the CPU path reads mask4, whose generated slots are already open
+        if static:  # the other path reads mask4, whose generated slots are already open
             mask[:, L + t] = 1
         pos = pos + 1
         logits = step(model, cache, tok[:, None], mask if static else mask4[..., : L + t + 1], pos, cache_kw)

@@ -62,7 +62,7 @@ def test_summarize_and_length_stats(tok):
     res = ev.summarize(rows, verdicts, 1)
     assert res["accuracy"] == 0.75 and res["mean@2"] == 0.75
     assert res["pass@2"] == 1.0 and res["pass@1"] == 0.75 and res["problems"] == 2
-    lbc = ev.length_by_correctness(rows, verdicts, tok, 1)
+    lbc = ev.length_by_correctness(ev.problem_lengths(rows, verdicts, tok, 1))
     assert lbc["correct"]["count"] == 3 and lbc["incorrect"]["count"] == 1
 
 
@@ -163,5 +163,7 @@ def test_cli_runs_a_real_model_on_two_benchmarks(smollm2, tmp_path, capsys):
     ev.main(["--compare", str(out), str(out)])
     table = capsys.readouterr().out
     assert "average (2)" in table and "+0.0%" in table
-    with pytest.raises(SystemExit):
-        ev.main(["--model", smollm2_path(), "--data", "gsm8k", "gsm8k"])  # named twice
+    for bad in (["gsm8k", "gsm8k"], ["toy", "gsm8k"]):  # a name twice; the toy beside a benchmark
+        with pytest.raises(SystemExit):
+            ev.main(["--model", smollm2_path(), "--data", *bad])
+    assert "two benchmarks named 'gsm8k'" in capsys.readouterr().err
