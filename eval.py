@@ -83,6 +83,8 @@ def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, s
     """Generate for consecutive groups of n problems; one record per (prompt, sample). With
     stop_at_last_answer, a BCR-format response ends once its "Answer n:" line is complete."""
     groups = [problems[i:i + n] for i in range(0, len(problems) - n + 1, n)]
+    if not groups:
+        raise ValueError(f"N={n} problems per prompt, but only {len(problems)} problems to evaluate on")
     prompts = [build_prompt(tok, [p["question"] for p in g], style) for g in groups]
     per_call = max(1, batch_rows // samples)
     rows = []

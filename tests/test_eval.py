@@ -108,6 +108,8 @@ def test_evaluate_runs_every_table_on_a_tiny_model(tok, tmp_path):
         for which in ("correct", "incorrect"):
             assert len(res["lengths"][key][which]) == res["length_by_correctness"][key][which]["count"]
     assert sum(len(v) for v in res["lengths"]["1"].values()) == 6 * 2  # N=1: every response is charged
+    with pytest.raises(ValueError, match="N=4 problems per prompt, but only 3 problems"):
+        ev.evaluate(model, tok, probs[:3], [4], 16, 1.0, 1, 0)
     ev.write_outputs({"toy": res}, str(tmp_path), {"model": "tiny"})
     back = ev.load_results(str(tmp_path))
     assert back["benchmarks"]["toy"]["scaling"] == json.loads(json.dumps(res["scaling"]))
