@@ -316,21 +316,20 @@ def load_pretrained(spec, dtype=torch.float32):
     transformers de-quantizes into a plain model (needs the gguf package)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kw = {}
+    kw, model_kw = {}, {}
     if spec.endswith(".gguf"):
         if not os.path.exists(spec):
             raise FileNotFoundError(f"model {spec!r}: no such .gguf file")
         spec, kw["gguf_file"] = os.path.split(os.path.abspath(spec))
-    tok = AutoTokenizer.from_pretrained(spec, **kw)
-    try:  # newer transformers can keep GGUF weights in their quantized blocks: ask for dense ones, which
-        # we can train and save_pretrained (older 5.x always de-quantize and have no such option)
-        from transformers import GgufConfig
+        try:  # newer transformers can keep GGUF weights in their quantized blocks: ask for dense ones,
+            # which we can train and save_pretrained (older 5.x always de-quantize, with no such option)
+            from transformers import GgufConfig
 
-        if kw:
-            kw["quantization_config"] = GgufConfig(dequantize=True)
-    except ImportError:
-        pass
-    model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, **kw)
+            model_kw["quantization_config"] = GgufConfig(dequantize=True)
+        except ImportError:
+            pass
+    tok = AutoTokenizer.from_pretrained(spec, **kw)
+    model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, **kw, **model_kw)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model, tok

@@ -255,8 +255,9 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         cache.mark_static()  # the buffers the step writes in place keep their addresses: a CUDA graph may replay
         step = _COMPILED.setdefault(id(model), torch.compile(_decode_step, mode="reduce-overhead", dynamic=False))
 
-    # Without the static cache (the CPU default) we hand the model a ready 4D additive mask [B, 1, 1, slots] (0 = attend, the dtype's
-    # lowest value = padding); transformers passes a 4D mask through untouched: no rebuild per step.
+    # Without the static cache (the CPU default) we hand the model a ready 4D additive mask
+    # [B, 1, 1, slots] (0 = attend, the dtype's lowest value = padding); transformers passes a 4D
+    # mask through untouched: no rebuild per step.
     if not static:
         neg = torch.finfo(model.dtype).min
         mask4 = torch.where(mask.bool(), 0.0, neg).to(model.dtype)[:, None, None, :]
