@@ -214,3 +214,17 @@ def test_gpu_memory_is_freed_after_each_rollout():
         sample.generate(model, prompts, 8, 64, temperature=1.0, seed=i)
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() - before < 2**20
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the bench builds a 1.5B model: run it by hand")
+def test_bench_prints_ours_hf_and_the_forward_ceiling(capsys):
+    import argparse
+    import re
+
+    sample.bench(argparse.Namespace(batch=4, prompt_len=8, new_tokens=8, repeat=1))
+    out = capsys.readouterr().out
+    rate = {name: float(v.replace(",", "")) for name, v in re.findall(r"^(ours|HF generate): ([\d,]+) tokens/s", out, re.M)}
+    assert set(rate) == {"ours", "HF generate"} and min(rate.values()) > 0
+    ratio = float(re.search(r"ratio ours/HF: ([\d.]+)x", out).group(1))
+    assert ratio == pytest.approx(rate["ours"] / rate["HF generate"], abs=0.01)
+    assert re.search(r"ceiling for any sampler through this forward: [\d.]+x HF; ours is \d+% of it", out)
