@@ -287,6 +287,8 @@ def parse_args(argv=None):
     ap.add_argument("--dtype", choices=["float32", "bfloat16"])
     ap.add_argument("--save-every", type=int)
     ap.add_argument("--grad-checkpointing", action="store_true")
+    ap.add_argument("--fused-logprobs", action="store_true",
+                    help="training log-probs with the optional Triton kernel (CUDA; pip install triton)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--base-seed", type=int, default=0, help="seed of the toy warm start (cached per seed)")
     ap.add_argument("--out", default=None, help="run directory (default out/<preset>)")
@@ -302,6 +304,8 @@ def parse_args(argv=None):
     args.eval_budget = args.eval_budget or args.budget
     if args.reward == "truncation" and args.target_len <= 0:
         ap.error("--reward truncation needs --target-len L > 0")
+    if args.fused_logprobs and grpo.triton is None:
+        ap.error("--fused-logprobs needs triton: pip install triton")
     if args.n < 1 or args.group < 2:
         ap.error("--n must be >= 1 and --group >= 2 (advantages compare rollouts within a group)")
     return args
@@ -447,7 +451,8 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     for s in range(0, B, mb_size):  # --mini-batches > 1: several optimizer steps per rollout batch
         sub = {k: v[s:s + mb_size] for k, v in batch.items()}
         stats = grpo.grpo_step(model, opt, sub, args.micro_batch, args.clip_low, args.clip_high, args.beta,
-                               args.agg, max_len=args.budget, temperature=args.temperature)
+                               args.agg, max_len=args.budget, temperature=args.temperature,
+                               fused=args.fused_logprobs)
     model.eval()
     zero_var = (R.view(-1, args.group).std(-1) == 0).float().mean().item()
     n_tok = int(roll.lengths.sum())

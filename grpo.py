@@ -45,25 +45,110 @@ from torch.utils.checkpoint import checkpoint
 # log-probs
 
 
-def _chunk_logprobs(hidden, weight, targets, temperature):
+def _chunk_logprobs(hidden, weight, targets, temperature, fused=False):
+    if fused:  # the Triton kernel below: reads the model-dtype logits once, no fp32 copy
+        return fused_logprobs(hidden @ weight.T, targets, temperature)
     logits = (hidden @ weight.T).float() / temperature  # [chunk, V] fp32, freed after this call
     return logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, -1)
 
 
-def chunked_logprobs(hidden, weight, targets, temperature=1.0, chunk_size=1024):
+def chunked_logprobs(hidden, weight, targets, temperature=1.0, chunk_size=1024, fused=False):
     """log softmax(hidden @ weight.T / T)[targets] for hidden [N, H], targets [N], in chunks of rows.
 
     Each chunk is checkpointed: its [chunk, V] logits exist only while that chunk is computed,
-    in the forward pass and again in the backward pass.
+    in the forward pass and again in the backward pass. fused=True computes each chunk's
+    log-softmax and gather with the optional Triton kernel (CUDA) instead of PyTorch ops.
     """
     out = []
     for s in range(0, hidden.shape[0], chunk_size):
         h, t = hidden[s : s + chunk_size], targets[s : s + chunk_size]
         if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
-            out.append(checkpoint(_chunk_logprobs, h, weight, t, temperature, use_reentrant=False))
+            out.append(checkpoint(_chunk_logprobs, h, weight, t, temperature, fused, use_reentrant=False))
         else:
-            out.append(_chunk_logprobs(h, weight, t, temperature))
+            out.append(_chunk_logprobs(h, weight, t, temperature, fused))
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# optional: a Triton kernel that fuses log-softmax and gather (Liger-Kernel's idea, our code)
+#
+# For one row x of logits (model dtype) and its target t, with z = x / T:
+#   forward   logp = z_t - lse(z),  lse(z) = m + log sum_v exp(z_v - m),  m = max_v z_v
+#             (one pass over v with a running max and a rescaled running sum; lse is kept)
+#   backward  d logp / d x_v = (1[v = t] - exp(z_v - lse)) / T
+# Each program owns one row and walks the vocabulary in blocks, in fp32 registers: the only
+# [N, V] tensors are the logits and, in the backward pass, their gradient (model dtype). The
+# PyTorch path above makes an fp32 copy of the logits and autograd keeps more [N, V] fp32
+# intermediates. Tests compare the two, forward and backward, on the CPU with TRITON_INTERPRET=1.
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # triton is optional: the PyTorch path is the default and the reference
+    triton = None
+
+if triton is not None:
+
+    @triton.jit
+    def _logprob_fwd_kernel(x_ptr, stride, t_ptr, logp_ptr, lse_ptr, V, temperature, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        x_row = x_ptr + row * stride
+        m = float("-inf")  # running max of z
+        s = 0.0  # running sum of exp(z - m)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            z = tl.load(x_row + cols, mask=cols < V, other=float("-inf")).to(tl.float32) / temperature
+            m_new = tl.maximum(m, tl.max(z, 0))
+            s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), 0)
+            m = m_new
+        lse = m + tl.log(s)
+        z_t = tl.load(x_row + tl.load(t_ptr + row)).to(tl.float32) / temperature
+        tl.store(logp_ptr + row, z_t - lse)
+        tl.store(lse_ptr + row, lse)
+
+    @triton.jit
+    def _logprob_bwd_kernel(x_ptr, stride, t_ptr, lse_ptr, g_ptr, dx_ptr, V, temperature, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        lse, g, t = tl.load(lse_ptr + row), tl.load(g_ptr + row), tl.load(t_ptr + row)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            z = tl.load(x_ptr + row * stride + cols, mask=cols < V, other=0.0).to(tl.float32) / temperature
+            dx = g * (tl.where(cols == t, 1.0, 0.0) - tl.exp(z - lse)) / temperature
+            tl.store(dx_ptr + row * stride + cols, dx.to(dx_ptr.dtype.element_ty), mask=cols < V)
+
+
+class _FusedLogprobs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, targets, temperature):
+        logits, targets = logits.contiguous(), targets.contiguous()
+        N, V = logits.shape
+        logp = torch.empty(N, dtype=torch.float32, device=logits.device)
+        lse = torch.empty_like(logp)
+        block = min(4096, triton.next_power_of_2(V))
+        if N:
+            _logprob_fwd_kernel[(N,)](logits, logits.stride(0), targets, logp, lse, V, float(temperature), BLOCK=block)
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.temperature, ctx.block = float(temperature), block
+        return logp
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, targets, lse = ctx.saved_tensors
+        dx = torch.empty_like(logits)
+        if logits.shape[0]:
+            _logprob_bwd_kernel[(logits.shape[0],)](logits, logits.stride(0), targets, lse, grad.float().contiguous(),
+                                                    dx, logits.shape[1], ctx.temperature, BLOCK=ctx.block)
+        return dx, None, None
+
+
+def fused_logprobs(logits, targets, temperature=1.0):
+    """log softmax(logits / T)[targets] for logits [N, V] (any float dtype), targets [N]: fp32 [N],
+    differentiable in logits. Needs triton, and a CUDA device (or TRITON_INTERPRET=1, for tests)."""
+    if triton is None:
+        raise RuntimeError("fused log-probs need triton (pip install triton); without it use the default fused=False")
+    if logits.device.type != "cuda" and not os.environ.get("TRITON_INTERPRET"):
+        raise RuntimeError(f"fused log-probs run on CUDA (or under TRITON_INTERPRET=1), not on {logits.device}")
+    return _FusedLogprobs.apply(logits, targets, temperature)
 
 
 def positions_from_mask(attention_mask):
@@ -71,15 +156,16 @@ def positions_from_mask(attention_mask):
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def token_logprobs(model, input_ids, attention_mask, completion_mask, temperature=1.0, chunk_size=1024):
+def token_logprobs(model, input_ids, attention_mask, completion_mask, temperature=1.0, chunk_size=1024,
+                   fused=False):
     """[B, T] fp32: out[b, t] = log pi(input_ids[b, t] | input_ids[b, <t]) where completion_mask[b, t],
-    else 0. Never materialises [B, T, V] logits."""
+    else 0. Never materialises [B, T, V] logits. fused: the Triton kernel (see fused_logprobs)."""
     trunk, head = model.get_decoder(), model.get_output_embeddings()
     hidden = trunk(input_ids=input_ids, attention_mask=attention_mask,
                    position_ids=positions_from_mask(attention_mask), use_cache=False).last_hidden_state
     # the hidden state at t-1 predicts the token at t
     sel = completion_mask[:, 1:].bool()
-    lp = chunked_logprobs(hidden[:, :-1][sel], head.weight, input_ids[:, 1:][sel], temperature, chunk_size)
+    lp = chunked_logprobs(hidden[:, :-1][sel], head.weight, input_ids[:, 1:][sel], temperature, chunk_size, fused)
     out = torch.zeros(input_ids.shape, dtype=torch.float32, device=input_ids.device)
     out[:, 1:] = out[:, 1:].masked_scatter(sel, lp)
     return out
@@ -215,7 +301,7 @@ class MasterAdamW:
 
 
 def accumulate_gradients(model, batch, micro_batch_size, clip_low=0.2, clip_high=0.28, beta=0.0,
-                         agg="token-mean", max_len=None, temperature=1.0):
+                         agg="token-mean", max_len=None, temperature=1.0, fused=False):
     """loss.backward() over micro-batches of `batch`, with the normaliser of the whole batch, so
     the accumulated gradient is the gradient of grpo_loss on the whole batch. Returns stats.
 
@@ -228,7 +314,8 @@ def accumulate_gradients(model, batch, micro_batch_size, clip_low=0.2, clip_high
     stats = {"loss": 0.0, "ratio_max": 0.0}
     for s in range(0, B, micro_batch_size):
         sl = slice(s, min(s + micro_batch_size, B))
-        logp = token_logprobs(model, batch["input_ids"][sl], batch["attention_mask"][sl], cmask[sl], temperature)
+        logp = token_logprobs(model, batch["input_ids"][sl], batch["attention_mask"][sl], cmask[sl], temperature,
+                              fused=fused)
         w = loss_weights(cmask[sl], agg, total_tokens=total_tokens, total_seqs=B, max_len=max_len)
         loss, st = grpo_loss(logp, batch["old_logp"][sl], batch["adv"][sl], cmask[sl], clip_low, clip_high,
                              batch["ref_logp"][sl] if beta > 0 else None, beta, agg, weights=w)
@@ -241,10 +328,11 @@ def accumulate_gradients(model, batch, micro_batch_size, clip_low=0.2, clip_high
 
 
 def grpo_step(model, optimizer, batch, micro_batch_size, clip_low=0.2, clip_high=0.28, beta=0.0,
-              agg="token-mean", max_len=None, temperature=1.0, max_grad_norm=1.0):
+              agg="token-mean", max_len=None, temperature=1.0, max_grad_norm=1.0, fused=False):
     """One optimizer step on a batch of rollouts: accumulate, clip the gradient norm, step."""
     optimizer.zero_grad()
-    stats = accumulate_gradients(model, batch, micro_batch_size, clip_low, clip_high, beta, agg, max_len, temperature)
+    stats = accumulate_gradients(model, batch, micro_batch_size, clip_low, clip_high, beta, agg, max_len, temperature,
+                                 fused)
     params = optimizer.params if hasattr(optimizer, "params") else [p for p in model.parameters() if p.requires_grad]
     stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
     optimizer.step()
@@ -271,8 +359,9 @@ def _one_bench(path, B, T, H, V, device, dtype):
     t = time.perf_counter()
     if path == "naive":
         lp = torch.log_softmax((h @ W.T).float(), -1).gather(-1, tgt[..., None])[..., 0]
-    else:
-        lp = chunked_logprobs(h.reshape(-1, H), W, tgt.reshape(-1), chunk_size=CHUNK[device.type]).view(B, T)
+    else:  # "ours": the chunked PyTorch path; "fused": the same chunks through the Triton kernel
+        lp = chunked_logprobs(h.reshape(-1, H), W, tgt.reshape(-1), chunk_size=CHUNK[device.type],
+                              fused=path == "fused").view(B, T)
     lp.sum().backward()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -289,11 +378,17 @@ def bench(args):
         H, dtype, shapes = 1536, torch.bfloat16, [(8, 1024), (8, 2048), (8, 4096), (8, 8192)]
     else:
         H, dtype, shapes = 256, torch.float32, [(1, 256), (1, 512), (1, 1024), (2, 1024)]
+    # the Triton kernel runs on CUDA only (on the CPU its interpreter is for tests, not for timing)
+    paths = ("naive", "ours") + (("fused",) if device.type == "cuda" and triton is not None else ())
     print(f"device {device}; vocab {V}; hidden {H}; dtype {dtype}; log-prob forward+backward")
-    print(f"{'B x T':>10} {'naive peak':>12} {'ours peak':>12} {'ratio':>7} {'naive s':>8} {'ours s':>8}")
+    print(f"{'B x T':>10} {'naive peak':>12} {'ours peak':>12} {'ratio':>7} {'naive s':>8} {'ours s':>8}"
+          + (f" {'fused peak':>12} {'fused s':>8}" if "fused" in paths else ""))
+    if device.type == "cuda":  # warm-up: cuBLAS handles and the Triton kernels' compilation
+        for path in paths:
+            _one_bench(path, 1, 64, H, V, device, dtype)
     for B, T in shapes:
         res = {}
-        for path in ("naive", "ours"):
+        for path in paths:
             if device.type == "cuda":
                 try:
                     res[path] = _one_bench(path, B, T, H, V, device, dtype)
@@ -306,7 +401,11 @@ def bench(args):
                 base = float(out[2])
                 res[path] = (float(out[0]), float(out[1]) - base)
         (tn, pn), (to, po) = res["naive"], res["ours"]
-        print(f"{B:>4} x {T:<5} {pn / 2**20:>10.0f}MB {po / 2**20:>10.0f}MB {po / pn:>7.3f} {tn:>8.2f} {to:>8.2f}")
+        line = f"{B:>4} x {T:<5} {pn / 2**20:>10.0f}MB {po / 2**20:>10.0f}MB {po / pn:>7.3f} {tn:>8.2f} {to:>8.2f}"
+        if "fused" in res:
+            tf, pf = res["fused"]
+            line += f" {pf / 2**20:>10.0f}MB {tf:>8.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ import zipfile
 import pytest
 import torch
 
+# Without a GPU, grpo's optional Triton kernel runs in Triton's interpreter (on the CPU), so its tests
+# compare it with the PyTorch path here too. Triton reads this when it is first imported (by grpo).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 DATA = os.path.join(ROOT, "..", "shared", "data")

@@ -129,6 +129,13 @@ def test_bad_data_gets_a_clear_error(tmp_path):
         bcr.parse_args(["--preset", "nope"])
 
 
+def test_fused_logprobs_flag_needs_triton(monkeypatch, capsys):
+    monkeypatch.setattr(bcr.grpo, "triton", None)
+    with pytest.raises(SystemExit):
+        bcr.parse_args(["--fused-logprobs"])
+    assert "--fused-logprobs needs triton: pip install triton" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not os.path.exists(os.path.join(bcr.DEFAULT_DATA_DIR, "gsm8k_test.jsonl")), reason="no ../shared/data")
 def test_named_benchmarks_load():
     for name in ("gsm8k", "math500", "aime25", "minerva"):

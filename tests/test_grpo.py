@@ -124,6 +124,73 @@ def test_token_logprobs_matches_naive_forward_and_backward():
         assert (ours[cmask == 0] == 0).all()
 
 
+# the optional Triton kernel: on a GPU compiled, without one in Triton's interpreter (conftest.py)
+FUSED_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+needs_triton = pytest.mark.skipif(grpo.triton is None, reason="triton not installed (optional)")
+
+
+def _check_fused_against_pytorch(N, V, dtype, temperature):
+    g = torch.Generator().manual_seed(N * V)
+    x = (torch.randn(N, V, generator=g) * 4).to(device=FUSED_DEVICE, dtype=dtype)
+    t = torch.randint(0, V, (N,), generator=g).to(FUSED_DEVICE)
+    t[0] = x[0].float().argmax()  # one target at the row's max, where the gradient's two terms nearly cancel
+    w = torch.linspace(-1, 2, N, device=FUSED_DEVICE)  # a weight per row: the backward gets a non-uniform grad
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = grpo.fused_logprobs(x1, t, temperature)
+    (ours * w).sum().backward()
+    ref = torch.log_softmax(x2.float() / temperature, -1).gather(-1, t[:, None])[:, 0]
+    (ref * w).sum().backward()
+    assert ours.dtype == torch.float32 and x1.grad.dtype == dtype
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    if dtype == torch.float32:
+        torch.testing.assert_close(x1.grad, x2.grad, atol=1e-6, rtol=1e-5)
+    else:  # both round the same fp32 gradient to bf16: at most one bf16 step apart
+        torch.testing.assert_close(x1.grad.float(), x2.grad.float(), atol=1e-6, rtol=2 ** -7)
+
+
+@needs_triton
+@pytest.mark.parametrize("V", [241, 9000])  # one block; three blocks of 4096 with a ragged last one
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_fused_logprob_kernel_matches_pytorch_forward_and_backward(V, dtype, temperature):
+    _check_fused_against_pytorch(5, V, dtype, temperature)
+
+
+@needs_triton
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU (the interpreter is too slow for this size)")
+def test_fused_logprob_kernel_qwen_vocab():
+    for dtype in (torch.float32, torch.bfloat16):
+        _check_fused_against_pytorch(64, 151936, dtype, 1.0)
+
+
+@needs_triton
+def test_token_logprobs_fused_equals_the_default_path():
+    model, _ = _tiny()
+    model.to(FUSED_DEVICE)
+    ids, att, cmask = (x.to(FUSED_DEVICE) for x in _batch(model))
+    res = []
+    for fused in (False, True):
+        lp = grpo.token_logprobs(model, ids, att, cmask, 0.7, chunk_size=7, fused=fused)
+        (lp * torch.linspace(-1, 1, lp.numel(), device=FUSED_DEVICE).view_as(lp)).sum().backward()
+        res.append((lp.detach(), [p.grad.clone() for p in model.parameters()]))
+        model.zero_grad()
+    (a, ga), (b, gb) = res
+    assert torch.allclose(a, b, atol=1e-5)
+    for x, y in zip(ga, gb):
+        assert torch.allclose(x, y, atol=1e-5)
+
+
+def test_fused_logprobs_say_what_they_need(monkeypatch):
+    x, t = torch.zeros(2, 5), torch.zeros(2, dtype=torch.long)
+    if grpo.triton is not None:  # installed, but its compiled kernels do not run on the CPU
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+        with pytest.raises(RuntimeError, match="run on CUDA .* not on cpu"):
+            grpo.fused_logprobs(x, t)
+    monkeypatch.setattr(grpo, "triton", None)
+    with pytest.raises(RuntimeError, match="pip install triton"):
+        grpo.fused_logprobs(x, t)
+
+
 def test_micro_batches_give_the_same_gradient():
     model, _ = _tiny()
     ids, att, cmask = _batch(model)
