@@ -11,8 +11,11 @@ The algorithm (nanochat's engine + gpt-fast's static cache):
   3. decode one token per step for all rows in lock step: sample from softmax(logits / T) after
      top-k and top-p, write the token's keys/values into the next slot, advance every row's own
      position (RoPE positions are explicit, so left padding never shifts them);
-  4. a row that produced EOS keeps emitting PAD; we look at "all rows finished?" only every
-     `check_every` steps, because that question costs a device-to-host sync.
+  4. a row that produced EOS emits PAD until the next check: only every `check_every` steps do we
+     ask which rows have finished, because that question costs a device-to-host sync. There the
+     finished rows leave the batch (their cache rows too), and the rollout ends when none is left.
+     Tokens are still drawn for all B rows (finished ones on dummy logits), so that a row's
+     tokens, for a given seed, do not depend on when the others left.
 
 Slots versus positions: all rows write slot s at step s, but row i's *position* is s minus its
 amount of left padding. The attention mask (one row per sequence, one column per slot) hides the
@@ -26,9 +29,9 @@ the T=1 log-probs.
 GPU fast path: the same loop, with the decode step compiled by torch.compile(mode="reduce-overhead")
 so that it is replayed as a CUDA graph (static shapes: attention reads every slot of the
 preallocated cache and the mask hides the unused ones; the cache is sized in multiples of
-SLOT_BUCKET slots, so that one compiled step serves rollouts whose prompts differ in length). On
-the CPU the step runs eagerly and attention reads only the slots written so far; read that path
-first. Tests run the GPU path's static cache and its compiled step on the CPU.
+SLOT_BUCKET slots, so that one compiled step serves rollouts whose prompts differ in length;
+finished rows stay in the batch, as PAD). On the CPU the step runs eagerly, attention reads only
+the slots written so far and finished rows leave the batch; read that path first. Tests run the GPU path's static cache and its compiled step on the CPU.
 """
 import argparse
 import inspect
@@ -100,6 +103,9 @@ class _SlotLayer(CacheLayerMixin):
         self.keys = self.keys.repeat_interleave(repeats, dim=0)
         self.values = self.values.repeat_interleave(repeats, dim=0)
 
+    def keep_rows(self, rows):
+        self.keys, self.values = self.keys[rows], self.values[rows]
+
 
 class KVCache(Cache):
     """Our static cache: one _SlotLayer per transformer layer, sized from batch and budget."""
@@ -111,6 +117,11 @@ class KVCache(Cache):
         """Share a prefilled prompt with its samples: row i becomes rows i*repeats .. i*repeats+repeats-1."""
         for layer in self.layers:
             layer.repeat_rows(repeats)
+
+    def keep_rows(self, rows):
+        """Keep only these rows (a LongTensor of row indices), in this order; the others are freed."""
+        for layer in self.layers:
+            layer.keep_rows(rows)
 
     def mark_static(self):
         """Tell torch.compile that the buffers are updated in place at fixed addresses; without it a
@@ -263,21 +274,38 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
         mask4 = torch.where(mask.bool(), 0.0, neg).to(model.dtype)[:, None, None, :]
         mask4[:, :, :, L:] = 0.0  # generated slots are attended as soon as they are written
 
-    # 3. decode in lock step
+    # 3. decode in lock step. `live` lists the rows of out/out_lp/lengths/done that are still in the
+    # batch: all B on the static path (fixed shapes); on the other path the rows that finished are
+    # dropped at each check, with their cache rows, so the batch shrinks as completions end
+    # instead of carrying PAD to the end of the longest one.
     out = torch.full((B, max_new_tokens), pad, dtype=torch.long, device=device)
     out_lp = torch.zeros((B, max_new_tokens), dtype=torch.float32, device=device)
     done = torch.zeros(B, dtype=torch.bool, device=device)
     lengths = torch.zeros(B, dtype=torch.long, device=device)
     eos_t = torch.tensor(eos, device=device)
+    live = torch.arange(B, device=device)
     t = 0
     for t in range(max_new_tokens):
+        if live.numel() < B:  # draw for all B rows, so that the random stream, and with it each
+            # row's tokens, does not depend on when the other rows were dropped
+            logits = logits.new_zeros((B, logits.shape[-1])).index_copy_(0, live, logits)
         tok, lp = sample_token(logits, temperature, top_k, top_p, gen)
-        tok = torch.where(done, torch.full_like(tok, pad), tok)
-        out[:, t], out_lp[:, t] = tok, torch.where(done, torch.zeros_like(lp), lp)
-        lengths += (~done).long()
-        done = done | torch.isin(tok, eos_t)
-        if t + 1 == max_new_tokens or ((t + 1) % check_every == 0 and bool(done.all())):
-            break  # the only host syncs: once every check_every steps
+        if live.numel() < B:
+            tok, lp = tok[live], lp[live]
+        fin = done[live]  # finished before this step: they emit PAD
+        tok = torch.where(fin, pad, tok)
+        out[live, t], out_lp[live, t] = tok, torch.where(fin, 0.0, lp)
+        lengths[live] += (~fin).long()
+        done[live] = fin | torch.isin(tok, eos_t)
+        if t + 1 == max_new_tokens:
+            break
+        if (t + 1) % check_every == 0:  # the only host sync: once every check_every steps
+            keep = (~done[live]).nonzero()[:, 0]
+            if keep.numel() == 0:
+                break
+            if not static and keep.numel() < live.numel():
+                live, tok, pos, mask4 = live[keep], tok[keep], pos[keep], mask4[keep]
+                cache.keep_rows(keep)
         if static:  # the other path reads mask4, whose generated slots are already open
             mask[:, L + t] = 1
         pos = pos + 1

@@ -39,11 +39,13 @@ def _hf_greedy(model, prompts, new, pad, eos):
 
 def _check_greedy_equal(model, prompts, eos, pad):
     for new in (1, 7, 40):
-        ours = sample.generate(model, prompts, 1, new, temperature=0, eos_token_ids=eos, pad_token_id=pad)
         ref = _hf_greedy(model, prompts, new, pad, eos)
-        for i in range(len(prompts)):
-            assert ours.tokens(i) == ref[i], (new, i)
-            assert bool(ours.finished[i]) == (ref[i][-1] in eos if ref[i] else False)
+        for check_every in (16, 2):  # 2: finished rows leave the batch early and often
+            ours = sample.generate(model, prompts, 1, new, temperature=0, eos_token_ids=eos, pad_token_id=pad,
+                                   check_every=check_every)
+            for i in range(len(prompts)):
+                assert ours.tokens(i) == ref[i], (new, check_every, i)
+                assert bool(ours.finished[i]) == (ref[i][-1] in eos if ref[i] else False)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -80,6 +82,25 @@ def test_seeded_sampling_is_reproducible_and_prompt_major():
     assert not torch.equal(a.completion_ids, c.completion_ids)
     assert a.completion_ids.shape[0] == 8
     assert a.prompt_ids[:4] == [prompts[0]] * 4 and a.prompt_ids[4:] == [prompts[1]] * 4
+
+
+def test_finished_rows_leave_the_batch_and_change_no_token():
+    model, tok = _toy_model(sharpen=False)
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(10, 100, (n,), generator=g).tolist() for n in (4, 11, 6)]
+    eos = list(range(30, 45))  # frequent: rows end at different steps
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: sizes.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    a = sample.generate(model, prompts, 4, 40, temperature=1.0, top_k=50, eos_token_ids=eos, seed=3, check_every=2)
+    hook.remove()
+    # the reference: the same rollout with no check before the end, so every row stays in the batch
+    b = sample.generate(model, prompts, 4, 40, temperature=1.0, top_k=50, eos_token_ids=eos, seed=3, check_every=10**6)
+    assert sizes[0] == 3 and sizes[1] == 12 and min(sizes) < 12, sizes  # prefill, full batch, then it shrinks
+    assert int(a.lengths.min()) + 4 <= int(a.lengths.max())  # rows ended at different steps
+    assert torch.equal(a.lengths, b.lengths) and torch.equal(a.finished, b.finished)
+    for i in range(12):  # (b's tensors are wider: it ran on to the budget on PAD)
+        assert a.tokens(i) == b.tokens(i)
+        assert torch.allclose(a.logprobs[i, : a.lengths[i]], b.logprobs[i, : b.lengths[i]], atol=1e-6)
 
 
 def _empirical(logits, n, **kw):
