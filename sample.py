@@ -31,7 +31,8 @@ so that it is replayed as a CUDA graph (static shapes: attention reads every slo
 preallocated cache and the mask hides the unused ones; the cache is sized in multiples of
 SLOT_BUCKET slots, so that one compiled step serves rollouts whose prompts differ in length;
 finished rows stay in the batch, as PAD). On the CPU the step runs eagerly, attention reads only
-the slots written so far and finished rows leave the batch; read that path first. Tests run the GPU path's static cache and its compiled step on the CPU.
+the slots written so far and finished rows leave the batch; read that path first. Tests run the
+GPU path's static cache and its compiled step on the CPU.
 """
 import argparse
 import inspect
