@@ -46,9 +46,10 @@ from torch.utils.checkpoint import checkpoint
 
 
 def _chunk_logprobs(hidden, weight, targets, temperature, fused=False):
-    if fused:  # the Triton kernel below: reads the model-dtype logits once, no fp32 copy
-        return fused_logprobs(hidden @ weight.T, targets, temperature)
-    logits = (hidden @ weight.T).float() / temperature  # [chunk, V] fp32, freed after this call
+    logits = hidden @ weight.T  # [chunk, V] in the model's dtype, freed after this call
+    if fused:  # the Triton kernel below: reads these logits once, no fp32 copy
+        return fused_logprobs(logits, targets, temperature)
+    logits = logits.float() / temperature
     return logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, -1)
 
 
