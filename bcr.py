@@ -1,7 +1,7 @@
 """
-bcr.py: Batched Contextual Reinforcement (arXiv 2604.02322), the method and its training loop.
+bcr.py: Batched Contextual Reinforcement (arXiv 2604.02322), the training loop.
 
-BCR is GRPO with a different prompt and a different reward:
+BCR is GRPO with a different prompt and a different reward (reward.py):
 
   - prompt: N problems at once, in one context, as "### Problem k" blocks, with the instruction to
     finish problem k with a line "Answer k: \\boxed{...}";
@@ -14,16 +14,16 @@ an implicit budget. The model learns to drop the reasoning it does not need (re-
 results) while keeping the steps that make answers right.
 
 The loop, one step:
-  1. draw P prompts of N problems each; sample G completions per prompt (sample.generate); with
+  1. draw P prompts of N problems each; sample G completions per prompt (eval.rollouts); with
      --stop-at-last-answer (the toy's default) a completion ends once its "Answer N:" line is
-     complete, as a stop string would end it (end_at_last_answer says why);
-  2. reward each completion (reward.score), advantages within each group of G (grpo.group_advantages);
+     complete, as a stop string would end it (see STOP_RULE below);
+  2. reward each completion (reward.problem_correctness, reward.rollout_reward), advantages
+     within each group of G (grpo.group_advantages);
   3. one GRPO update on the batch (grpo.grpo_step); log one JSON line; checkpoint now and then.
 
 Baselines in the same loop, by flag:
-  --n 1                            plain GRPO on one problem per prompt
-  --length-penalty LAMBDA          explicit r - LAMBDA * len / L_max (L_max = budget), the paper's
-                                   collapsing baseline
+  --n 1                                plain GRPO on one problem per prompt
+  --length-penalty LAMBDA              explicit r - LAMBDA * len / B, the paper's collapsing baseline
   --reward truncation --target-len L   1(correct) * 1(len <= L)  (The Art of Efficient Reasoning)
 
 Simplifications, on purpose: one process, one device, rollouts and training alternate (no async
@@ -32,359 +32,207 @@ clipping only matters with --mini-batches > 1); the old policy's log-probs are t
 
 `python bcr.py` with no argument runs the embedded toy world (toy.py): warm start if no cached base
 model, evaluate the base model at N = 1..4, train, evaluate again, print the table and write
-scaling.json in the run directory.
+scaling.json in the run directory. A run killed at any point continues with --resume.
 """
 import argparse
-import copy
 import json
 import math
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+import eval as ev
 import grpo
 import reward as rw
-import sample
+import toy
+from data import DEFAULT_DATA_DIR, load_model, load_problems, save_atomic
+
+# STOP_RULE (--stop-at-last-answer, on for the toy, off for the hub presets): without it, BCR taught
+# the toy model to write on after its last answer (a made-up "### Problem 4"). The reward cannot
+# see those tokens, but the rollouts that answer fast, which get high rewards, are the ones with
+# budget left to write on, so GRPO pushed the filler up with the rest (docs/toy_world.md). Off for
+# models that think before answering: an answer line inside the thinking would stop them.
 
 # ---------------------------------------------------------------------------------------------
-# the N-problem prompt
+# configuration: the toy preset is the argparse defaults; a hub preset lists what it changes, and why
 
-
-def build_prompt(tokenizer, questions, style="bcr", system=None):
-    """Token ids of the prompt for one or more problems, through the tokenizer's chat template.
-
-    style "bcr": N problems as "### Problem k" blocks and the instruction to end problem k with
-    "Answer k: \\boxed{answer}" (also used for N=1). style "standard": the usual single-problem
-    prompt, "put the final answer in \\boxed{}".
-    """
-    n = len(questions)
-    if n == 0:
-        raise ValueError("build_prompt: no questions")
-    if style == "standard":
-        if n != 1:
-            raise ValueError(f"the standard prompt holds one problem, got {n}")
-        content = f"Solve the problem. Put the final answer in \\boxed{{}}.\n\n{questions[0]}"
-    elif style == "bcr":
-        head = f"Solve these {n} problems in order. End problem k with the line: Answer k: \\boxed{{answer}}"
-        content = head + problem_blocks(questions)
-    else:
-        raise ValueError(f"unknown prompt style {style!r} (use 'bcr' or 'standard')")
-    return chat_prompt_ids(tokenizer, content, system)
-
-
-def problem_blocks(questions):
-    """The N problems of a BCR prompt: "\n\n### Problem k\n{question}" for k = 1..N."""
-    return "".join(f"\n\n### Problem {k}\n{q}" for k, q in enumerate(questions, 1))
-
-
-def chat_prompt_ids(tokenizer, content, system=None):
-    """Token ids of one user turn (after an optional system turn), ready for the assistant's reply."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    if not isinstance(ids, list):  # some versions return a BatchEncoding
-        ids = ids["input_ids"]
-    return list(ids)
-
-
-# ---------------------------------------------------------------------------------------------
-# reward
-
-
-def complete_part(text, finished):
-    """The part of a response whose answers count: all of it if the model stopped by itself,
-    else everything up to its last full line (an answer cut by the budget is no answer)."""
-    if finished:
-        return text
-    cut = text.rfind("\n")
-    return text[:cut] if cut != -1 else ""
-
-
-def problem_correctness(text, golds, finished, style="bcr"):
-    """Per-problem correctness [bool] * N of one response."""
-    text = complete_part(text, finished)
-    if style == "standard":
-        return [rw.grade(text, golds[0])]
-    return rw.score(text, golds)
-
-
-def last_answer_end(text, n):
-    """Character offset just past the answer of the line "Answer n:" (the close of its \\boxed{...},
-    else the end of the line), None while that answer is not complete in `text`."""
-    m = next((m for m in rw._ANSWER_LINE_RE.finditer(text) if int(m.group(1)) == n), None)
-    if m is None:
-        return None
-    line_end = text.find("\n", m.end())
-    seg = text[m.end():] if line_end == -1 else text[m.end():line_end]
-    boxes = [b for b in rw.find_boxes(seg) if seg[b[1] - 1] == "}"]  # "\\boxed 5" may still grow to "\\boxed 52"
-    if boxes:
-        return m.end() + boxes[0][1]
-    return None if line_end == -1 else line_end
-
-
-def end_at_last_answer(roll, tokenizer, n):
-    """Stop each completion of `roll` once its "Answer n:" line is complete (an EOS right after it is
-    kept), as a stop string would. In place; returns roll.
-
-    Why: the reward cannot see what a response writes after its last answer, but GRPO would still
-    push those tokens up or down with the rest of the rollout; in the toy world the rollouts that
-    answer fast are also the ones with budget left over, so writing on past the last answer (a
-    made-up "### Problem 4") was reinforced and took over, at every N (README). Not for models that
-    think before answering (an answer line inside the thinking would stop them): off by default
-    for the hub presets.
-    """
-    eos = tokenizer.eos_token_id
-    for i in range(len(roll.lengths)):
-        toks = roll.tokens(i)
-        if last_answer_end(tokenizer.decode(toks, skip_special_tokens=True), n) is None:
-            continue
-        lo, hi = 1, len(toks)  # the shortest prefix that holds the complete answer
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if last_answer_end(tokenizer.decode(toks[:mid], skip_special_tokens=True), n) is None:
-                lo = mid + 1
-            else:
-                hi = mid
-        roll.cut(i, lo + 1 if lo < len(toks) and toks[lo] == eos else lo)
-    return roll
-
-
-def rollout_reward(correct, length, args):
-    """The scalar reward of one rollout (see the module docstring for each kind)."""
-    acc = sum(correct) / len(correct)
-    if args.reward == "truncation":
-        return acc * float(length <= args.target_len)
-    r = acc
-    if args.length_penalty:
-        r = r - args.length_penalty * length / args.budget
-    return r
-
-
-# ---------------------------------------------------------------------------------------------
-# data
-
-
-BENCHMARKS = {  # names resolved in --data-dir (the layout of ../shared/data)
-    "gsm8k": "gsm8k_test.jsonl", "gsm8k_train": "gsm8k_train.jsonl", "math500": "math500.jsonl",
-    "aime24": "aime24.jsonl", "aime25": "aime25.jsonl", "amc23": "amc23.jsonl", "minerva": "minerva.jsonl",
-    "olympiadbench": "olympiadbench.jsonl", "deepscaler": "deepscaler_subset.jsonl",
-}
-HUB_DATASETS = {  # name -> (repo, file, question field, answer field), fetched when online
-    "deepscaler-hub": ("agentica-org/DeepScaleR-Preview-Dataset", "deepscaler.json", "problem", "answer"),
-    "math500-hub": ("HuggingFaceH4/MATH-500", "test.jsonl", "problem", "answer"),
-}
-DEFAULT_DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data")
-
-
-def read_problems(path, question_field="question", answer_field="answer"):
-    """Problems from a JSONL file (one object per line) or a JSON array, as {"id","question","answer"}."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if text.lstrip().startswith("["):
-        rows = [(i + 1, r) for i, r in enumerate(json.loads(text))]
-    else:
-        rows = []
-        for i, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((i, json.loads(line)))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e.msg}): {line[:80]!r}") from None
-    out = []
-    for i, r in rows:
-        if not isinstance(r, dict):
-            raise ValueError(f"{path}:{i}: expected a JSON object, got {type(r).__name__}")
-        for field in (question_field, answer_field):
-            if field not in r:
-                raise ValueError(f"{path}:{i}: missing field {field!r} (has {sorted(r)})")
-        out.append({"id": str(r.get("id", f"{os.path.basename(path)}-{i}")), "question": str(r[question_field]),
-                    "answer": str(r[answer_field])})
-    if not out:
-        raise ValueError(f"{path}: no problems")
-    return out
-
-
-def load_problems(spec, data_dir=DEFAULT_DATA_DIR, split="train", seed=0, n=None):
-    """'toy', a benchmark name in data_dir, a .json/.jsonl path, or a named hub dataset."""
-    if spec == "toy":
-        import toy
-
-        return toy.make_problems(n or (100_000 if split == "train" else 600), split, seed)
-    if os.path.exists(spec):
-        return read_problems(spec)
-    if spec in BENCHMARKS:
-        path = os.path.join(data_dir, BENCHMARKS[spec])
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"benchmark {spec!r}: {path} not found (set --data-dir)")
-        return read_problems(path)
-    if spec in HUB_DATASETS:
-        from huggingface_hub import hf_hub_download
-
-        repo, fname, qf, af = HUB_DATASETS[spec]
-        return read_problems(hf_hub_download(repo, fname, repo_type="dataset"), qf, af)
-    raise ValueError(f"unknown data {spec!r}: use 'toy', a .jsonl path, one of {sorted(BENCHMARKS)} "
-                     f"(in --data-dir) or one of {sorted(HUB_DATASETS)}")
-
-
-# ---------------------------------------------------------------------------------------------
-# presets
-
+HUB = dict(  # shared by the paper-scale presets
+    data="deepscaler-hub",  # DeepScaleR-Preview: the standard RL set for R1-1.5B models (paper: DeepMath-103K)
+    eval_data="math500",  # MATH-500: the paper's main benchmark, and quick to evaluate
+    eval_n=[1, 2, 3, 4, 5],  # the paper's task-scaling range
+    eval_problems=500, eval_budget=None,
+    lr=1e-6,  # full fine-tuning of a 1.5B-4B model; the toy's 3e-4 would destroy it
+    temperature=0.6,  # what DeepSeek and Qwen recommend for these models
+    dtype="bfloat16", grad_checkpointing=True,  # memory: weights, activations of 4 x 5k-token rows
+    stop_at_last_answer=False,  # thinking models may write "Answer k:" lines while they think
+    steps=200, save_every=10,  # hours of GPU time: checkpoint often
+)
 PRESETS = {
-    # the embedded toy world: trains in minutes on 2 CPU cores
-    "toy": dict(model="toy", data="toy", eval_data="toy", n=3, budget=150, group=8, prompts=16, steps=40, lr=3e-4,
-                temperature=1.0, micro_batch=128, eval_n=[1, 2, 3, 4], eval_problems=600, eval_budget=None,
-                dtype="float32", beta=0.0, save_every=20, stop_at_last_answer=True),
-    # paper scale, one GPU: JustRL-DeepSeek-1.5B is a drop-in for the distilled R1 via --model
-    "r1-1.5b": dict(model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", data="deepscaler-hub", eval_data="math500", n=3, budget=5120,
-                    group=8, prompts=16, steps=200, lr=1e-6, temperature=0.6, micro_batch=4, eval_n=[1, 2, 3, 4, 5],
-                    eval_problems=500, eval_budget=None, dtype="bfloat16", beta=0.0, save_every=10,
-                    stop_at_last_answer=False),
-    "qwen3-4b": dict(model="Qwen/Qwen3-4B-Thinking-2507", data="deepscaler-hub", eval_data="math500", n=3, budget=8000, group=8,
-                     prompts=8, steps=200, lr=1e-6, temperature=0.6, micro_batch=2, eval_n=[1, 2, 3, 4, 5],
-                     eval_problems=500, eval_budget=None, dtype="bfloat16", beta=0.0, save_every=10,
-                     stop_at_last_answer=False),
+    "toy": {},  # the defaults of parse_args
+    "r1-1.5b": dict(HUB, model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",  # JustRL-DeepSeek-1.5B via --model
+                    budget=5120,  # the paper's shared budget for N=3 on a 1.5B model
+                    micro_batch=4),
+    "qwen3-4b": dict(HUB, model="Qwen/Qwen3-4B-Thinking-2507",
+                     budget=8000,  # the paper's budget for the 4B model
+                     prompts=8, micro_batch=2),  # half the rollouts per step: 2.7x the weights
 }
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(description="Batched Contextual Reinforcement: GRPO on N problems per prompt "
+                                             "with one shared token budget.",
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = ap.add_argument
+    a("--preset", default="toy", help=f"one of {sorted(PRESETS)}; flags override it")
+    a("--model", default="toy", help="'toy', a local directory, a .gguf file or a hub id")
+    a("--data", default="toy", help="'toy', a .jsonl path (question, answer), a benchmark name or a hub dataset")
+    a("--data-dir", default=DEFAULT_DATA_DIR, help="where benchmark names are looked up")
+    a("--n", type=int, default=3, help="problems per prompt (1 = plain GRPO)")
+    a("--budget", type=int, default=toy.BUDGET, help="max new tokens for the whole response")
+    a("--group", type=int, default=8, help="rollouts per prompt (G)")
+    a("--prompts", type=int, default=16, help="prompts per step (P)")
+    a("--steps", type=int, default=40)
+    a("--lr", type=float, default=3e-4)
+    a("--temperature", type=float, default=1.0)
+    a("--micro-batch", type=int, default=128, help="rows per forward/backward")
+    a("--mini-batches", type=int, default=1, help="optimizer steps per rollout batch")
+    a("--beta", type=float, default=0.0, help="KL coefficient against the frozen base (0: none loaded)")
+    a("--clip-low", type=float, default=0.2)
+    a("--clip-high", type=float, default=0.28)
+    a("--agg", default="token-mean", choices=grpo.AGGS)
+    a("--no-std", action="store_true", help="advantages without dividing by the group std (Dr. GRPO)")
+    a("--reward", default="bcr", choices=["bcr", "truncation"])
+    a("--length-penalty", type=float, default=0.0, help="LAMBDA in r - LAMBDA * len / budget")
+    a("--target-len", type=int, default=0, help="L in the truncation reward 1(correct)*1(len<=L)")
+    a("--format-weight", type=float, default=0.0, help="weight of 'every problem has an answer'")
+    a("--stop-at-last-answer", action=argparse.BooleanOptionalAction, default=True,
+      help="end a response once its 'Answer N:' line is complete (see STOP_RULE in bcr.py)")
+    a("--thinking", action=argparse.BooleanOptionalAction, default=None,
+      help="answers count only after </think> (default: when the chat template opens <think>)")
+    a("--instruction", default=None, help="the BCR instruction, a format string with {n} (reward.BCR_INSTRUCTION)")
+    a("--eval-data", default="toy", help="held-out problems to evaluate on (toy: its test split)")
+    a("--eval-n", type=int, nargs="+", default=[1, 2, 3, 4])
+    a("--eval-problems", type=int, default=toy.EVAL_PROBLEMS)
+    a("--eval-budget", type=int, default=None, help="budget at evaluation (default: the training budget)")
+    a("--no-eval", action="store_true", help="train only")
+    a("--dtype", default="float32", choices=["float32", "bfloat16"])
+    a("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=False)
+    a("--save-every", type=int, default=20)
+    a("--fused-logprobs", action="store_true", help="training log-probs with the optional Triton kernel (CUDA)")
+    a("--seed", type=int, default=0)
+    a("--base-seed", type=int, default=0, help="seed of the toy warm start (cached per seed)")
+    a("--out", default=None, help="run directory (default out/<preset>)")
+    a("--resume", action="store_true", help="continue from <out>/ckpt")
+    a("--device", default=None, help="default: cuda if available, else cpu")
+    return ap
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description="Batched Contextual Reinforcement: GRPO on N problems per prompt "
-                                             "with one shared token budget.")
-    ap.add_argument("--preset", default="toy", help=f"one of {sorted(PRESETS)}; flags below override it")
-    ap.add_argument("--model", help="'toy', a local directory or a hub id")
-    ap.add_argument("--data", help="'toy', a .jsonl path (question, answer), a benchmark name or a hub dataset")
-    ap.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    ap.add_argument("--n", type=int, help="problems per prompt (1 = plain GRPO)")
-    ap.add_argument("--budget", type=int, help="max new tokens for the whole response")
-    ap.add_argument("--group", type=int, help="rollouts per prompt (G)")
-    ap.add_argument("--prompts", type=int, help="prompts per step (P)")
-    ap.add_argument("--steps", type=int)
-    ap.add_argument("--lr", type=float)
-    ap.add_argument("--temperature", type=float)
-    ap.add_argument("--micro-batch", type=int)
-    ap.add_argument("--mini-batches", type=int, default=1, help="optimizer steps per rollout batch")
-    ap.add_argument("--beta", type=float, help="KL coefficient against a frozen reference (0: none loaded)")
-    ap.add_argument("--clip-low", type=float, default=0.2)
-    ap.add_argument("--clip-high", type=float, default=0.28)
-    ap.add_argument("--agg", default="token-mean", choices=grpo.AGGS)
-    ap.add_argument("--no-std", action="store_true", help="advantages without dividing by the group std")
-    ap.add_argument("--reward", default="bcr", choices=["bcr", "truncation"])
-    ap.add_argument("--length-penalty", type=float, default=0.0, help="LAMBDA in r - LAMBDA * len / budget")
-    ap.add_argument("--target-len", type=int, default=0, help="L in the truncation reward 1(correct)*1(len<=L)")
-    ap.add_argument("--stop-at-last-answer", action=argparse.BooleanOptionalAction,
-                    help="end a response once its 'Answer N:' line is complete, in training and evaluation "
-                         "(toy: on; off for models that think before answering)")
-    ap.add_argument("--format-weight", type=float, default=0.0, help="weight of 'every problem has an answer'")
-    ap.add_argument("--eval-data", help="held-out problems to evaluate on (toy: its test split)")
-    ap.add_argument("--eval-n", type=int, nargs="+")
-    ap.add_argument("--eval-problems", type=int)
-    ap.add_argument("--eval-budget", type=int, help="budget at evaluation (default: the training budget)")
-    ap.add_argument("--no-eval", action="store_true", help="train only")
-    ap.add_argument("--dtype", choices=["float32", "bfloat16"])
-    ap.add_argument("--save-every", type=int)
-    ap.add_argument("--grad-checkpointing", action="store_true")
-    ap.add_argument("--fused-logprobs", action="store_true",
-                    help="training log-probs with the optional Triton kernel (CUDA; pip install triton)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--base-seed", type=int, default=0, help="seed of the toy warm start (cached per seed)")
-    ap.add_argument("--out", default=None, help="run directory (default out/<preset>)")
-    ap.add_argument("--resume", action="store_true", help="continue from <out>/ckpt")
-    ap.add_argument("--device", default=None)
+    """Flags over the preset over the defaults; every value checked before anything is loaded."""
+    ap = build_parser()
+    preset = ap.parse_known_args(argv)[0].preset
+    if preset not in PRESETS:
+        ap.error(f"--preset {preset!r}: unknown preset; choose from {sorted(PRESETS)}")
+    known = vars(ap.parse_args([]))
+    bad = sorted(set(PRESETS[preset]) - set(known))
+    if bad:
+        ap.error(f"preset {preset!r} sets unknown keys {bad}")
+    ap.set_defaults(**PRESETS[preset])
     args = ap.parse_args(argv)
-    if args.preset not in PRESETS:
-        ap.error(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
-    for k, v in PRESETS[args.preset].items():
-        if getattr(args, k, None) is None:
-            setattr(args, k, v)
     args.out = args.out or os.path.join("out", args.preset)
     args.eval_budget = args.eval_budget or args.budget
-    if args.reward == "truncation" and args.target_len <= 0:
-        ap.error("--reward truncation needs --target-len L > 0")
-    if args.fused_logprobs and grpo.triton is None:
-        ap.error("--fused-logprobs needs triton: pip install triton")
-    if args.n < 1 or args.group < 2:
-        ap.error("--n must be >= 1 and --group >= 2 (advantages compare rollouts within a group)")
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for err in check_args(args):
+        ap.error(err)
     return args
 
 
+def check_args(args):
+    """One message per bad value, naming the flag, the value and what is allowed."""
+    def need(ok, flag, allowed):
+        return [] if ok else [f"{flag} {getattr(args, flag[2:].replace('-', '_'))!r}: must be {allowed}"]
+    errs = need(args.n >= 1, "--n", ">= 1") + need(args.budget >= 1, "--budget", ">= 1 token")
+    errs += need(args.group >= 2, "--group", ">= 2 (advantages compare the rollouts of a group)")
+    errs += need(args.prompts >= 1, "--prompts", ">= 1") + need(args.steps >= 0, "--steps", ">= 0")
+    errs += need(args.lr > 0, "--lr", "> 0") + need(args.micro_batch >= 1, "--micro-batch", ">= 1")
+    errs += need(args.temperature > 0, "--temperature", "> 0 for training (0 is greedy: a group's rollouts "
+                                                        "would all be the same, with no learning signal)")
+    errs += need(1 <= args.mini_batches <= args.prompts * args.group, "--mini-batches",
+                 f"between 1 and the {args.prompts * args.group} rollouts of a step")
+    errs += need(args.beta >= 0, "--beta", ">= 0") + need(args.save_every >= 1, "--save-every", ">= 1")
+    errs += need(0 <= args.clip_low < 1 and args.clip_high >= 0, "--clip-low", "in [0, 1), with --clip-high >= 0")
+    errs += need(args.eval_budget >= 1, "--eval-budget", ">= 1 token")
+    errs += need(min(args.eval_n) >= 1, "--eval-n", "a list of N >= 1")
+    errs += need(args.eval_problems >= 1, "--eval-problems", ">= 1")
+    errs += need(0 <= args.format_weight <= 1, "--format-weight", "in [0, 1]")
+    errs += need(args.length_penalty >= 0, "--length-penalty", ">= 0")
+    errs += need(args.reward != "truncation" or args.target_len > 0, "--target-len", "> 0 with --reward truncation")
+    for flag, v in (("--data", args.data), ("--eval-data", args.eval_data), ("--model", args.model)):
+        if v.endswith((".json", ".jsonl", ".gguf")) and not os.path.exists(v):
+            errs.append(f"{flag} {v!r}: no such file")
+    if args.fused_logprobs and grpo.triton is None:
+        errs.append("--fused-logprobs needs triton: pip install triton")
+    if args.resume and not any(os.path.exists(os.path.join(args.out, d, "train_state.pt")) for d in CKPTS):
+        errs.append(f"--resume: no checkpoint in {os.path.join(args.out, 'ckpt')}")
+    return errs
+
+
 # ---------------------------------------------------------------------------------------------
-# model loading and checkpoints
-
-
-def load_pretrained(spec, dtype=torch.float32):
-    """(model, tokenizer) from a hub id, a local directory (a run's ckpt) or a .gguf file, which
-    transformers de-quantizes into a plain model (needs the gguf package)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    kw, model_kw = {}, {}
-    if spec.endswith(".gguf"):
-        if not os.path.exists(spec):
-            raise FileNotFoundError(f"model {spec!r}: no such .gguf file")
-        spec, kw["gguf_file"] = os.path.split(os.path.abspath(spec))
-        try:  # newer transformers can keep GGUF weights in their quantized blocks: ask for dense ones,
-            # which we can train and save_pretrained (older 5.x always de-quantize, with no such option)
-            from transformers import GgufConfig
-
-            model_kw["quantization_config"] = GgufConfig(dequantize=True)
-        except ImportError:
-            pass
-    tok = AutoTokenizer.from_pretrained(spec, **kw)
-    model = AutoModelForCausalLM.from_pretrained(spec, dtype=dtype, **kw, **model_kw)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return model, tok
-
-
-def load_model(args, log=print):
-    """(model, tokenizer) on args.device; the toy base model is trained if not cached."""
-    dtype = getattr(torch, args.dtype)
-    if args.model == "toy":
-        import toy
-
-        model, tok = toy.load_or_train_base(toy.base_dir(args.base_seed), seed=args.base_seed, log=log)
-    else:
-        model, tok = load_pretrained(args.model, dtype)
-    return model.to(device=args.device, dtype=dtype), tok
-
-
-def _atomic_torch_save(obj, path):
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+# checkpoints: <out>/ckpt holds the model and tokenizer (save_pretrained, in the training dtype)
+# and train_state.pt (step, optimizer with fp32 master weights, RNG states); only the latest is kept
 
 
 def save_checkpoint(run_dir, model, tok, opt, step, rng):
-    """<run>/ckpt: model + tokenizer (save_pretrained), optimizer, step and RNG states.
-    Written to ckpt.tmp and renamed, so an interrupted save never replaces a good checkpoint."""
-    final, tmp = os.path.join(run_dir, "ckpt"), os.path.join(run_dir, "ckpt.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    _atomic_torch_save({"step": step, "opt": opt.state_dict(), "py_rng": rng.getstate(),
-                        "torch_rng": torch.get_rng_state(), "np_rng": np.random.get_state()},
-                       os.path.join(tmp, "train_state.pt"))
-    old = final + ".old"
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.exists(final):
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def load_checkpoint(run_dir, args):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     path = os.path.join(run_dir, "ckpt")
-    if not os.path.exists(os.path.join(path, "train_state.pt")):
-        raise FileNotFoundError(f"--resume: no checkpoint in {path}")
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, args.dtype)).to(args.device)
-    tok = AutoTokenizer.from_pretrained(path)
-    state = torch.load(os.path.join(path, "train_state.pt"), weights_only=False)
-    return model, tok, state
+    n = sum(p.numel() for p in model.parameters())
+    need = sum(p.numel() * p.element_size() for p in model.parameters()) + (0 if opt.fp32 else 4 * n) + 8 * n
+    free = shutil.disk_usage(run_dir).free
+    if free < 1.1 * need:
+        raise OSError(f"checkpoint at step {step}: about {need / 2**30:.2f} GiB needed in {run_dir}, "
+                      f"{free / 2**30:.2f} GiB free; the previous checkpoint is intact")
+    state = {"step": step, "opt": opt.state_dict(), "py_rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+             "np_rng": np.random.get_state()}
+
+    def write(d):
+        model.save_pretrained(d)
+        tok.save_pretrained(d)
+        torch.save(state, os.path.join(d, "train_state.pt"))  # written last: a ckpt with it is whole
+    try:
+        save_atomic(path, write)
+    except OSError as e:
+        raise OSError(f"checkpoint at step {step} could not be written ({e}); the previous checkpoint is intact "
+                      f"in {path}") from e
+
+
+CKPTS = ("ckpt", "ckpt.old")  # ckpt.old holds the last checkpoint while a save swaps in a new one
+
+
+def checkpoint_path(run_dir):
+    """The last whole checkpoint: ckpt, or ckpt.old when a save was killed between its two renames."""
+    for d in CKPTS:
+        if os.path.exists(os.path.join(run_dir, d, "train_state.pt")):
+            return os.path.join(run_dir, d)
+    raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}/ckpt")
+
+
+def load_checkpoint(run_dir, device="cpu", dtype="float32"):
+    """(model, tokenizer, train_state) of the last whole checkpoint of a run."""
+    path = checkpoint_path(run_dir)
+    model, tok = load_model(path, device, dtype)
+    return model, tok, torch.load(os.path.join(path, "train_state.pt"), weights_only=False)
+
+
+def restore_rng(state, rng):
+    rng.setstate(state["py_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    np.random.set_state(state["np_rng"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,58 +259,55 @@ def make_batch(roll, pad_id, device):
 
 
 def train_step(model, ref, tok, opt, problems, rng, step, args):
-    """Rollouts, rewards, advantages and one GRPO update. Returns the step's log record."""
+    """Rollouts, rewards, advantages and GRPO updates. Returns the step's log record."""
     t0 = time.time()
     groups = [rng.sample(problems, args.n) for _ in range(args.prompts)]
-    style = "bcr"
-    prompts = [build_prompt(tok, [p["question"] for p in g], style) for g in groups]
+    prompts = [rw.build_prompt(tok, [p["question"] for p in g], instruction=args.instruction) for g in groups]
     model.eval()
-    roll = sample.generate(model, prompts, args.group, args.budget, args.temperature,
-                           eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id,
-                           seed=args.seed * 1_000_003 + step)
-    if args.stop_at_last_answer:
-        end_at_last_answer(roll, tok, args.n)
+    roll = ev.rollouts(model, tok, prompts, args.n, args.group, args.budget, args.temperature,
+                       args.seed * 1_000_003 + step, args.stop_at_last_answer)
     t_roll = time.time() - t0
-    texts = roll.texts(tok)
     rewards, correct_all, answered = [], [], []
-    for i, text in enumerate(texts):
+    for i, text in enumerate(roll.texts(tok)):
         golds = [p["answer"] for p in groups[i // args.group]]
-        part = complete_part(text, bool(roll.finished[i]))
-        correct = problem_correctness(text, golds, bool(roll.finished[i]))
-        fmt = sum(a is not None for a in rw.split_answers(part, len(golds))) / len(golds)
-        r = rollout_reward(correct, int(roll.lengths[i]), args)
-        if args.format_weight:
-            r = (1 - args.format_weight) * r + args.format_weight * fmt
-        rewards.append(r)
-        correct_all.append(sum(correct) / len(correct))
+        answers = rw.final_answers(text, args.n, bool(roll.finished[i]), args.thinking)
+        correct = rw.judge(answers, golds)
+        fmt = sum(a is not None for a in answers) / args.n
+        rewards.append(rw.rollout_reward(correct, int(roll.lengths[i]), args.budget, args.length_penalty,
+                                         args.target_len if args.reward == "truncation" else 0, fmt,
+                                         args.format_weight))
+        correct_all.append(sum(correct) / args.n)
         answered.append(fmt)
     R = torch.tensor(rewards)
-    adv = grpo.group_advantages(R, args.group, scale_by_std=not args.no_std)
     batch = make_batch(roll, tok.pad_token_id, args.device)
-    batch["adv"] = adv.to(args.device)
-    if ref is not None:
+    batch["adv"] = grpo.group_advantages(R, args.group, scale_by_std=not args.no_std).to(args.device)
+    if ref is not None:  # the frozen base's log-probs, micro-batched like the trainer's
         with torch.no_grad():
-            batch["ref_logp"] = grpo.token_logprobs(ref, batch["input_ids"], batch["attention_mask"],
-                                                    batch["completion_mask"], args.temperature)
+            batch["ref_logp"] = torch.cat([
+                grpo.token_logprobs(ref, batch["input_ids"][s:s + args.micro_batch],
+                                    batch["attention_mask"][s:s + args.micro_batch],
+                                    batch["completion_mask"][s:s + args.micro_batch], args.temperature)
+                for s in range(0, R.numel(), args.micro_batch)])
     model.train()
     B = R.numel()
-    mb_size = math.ceil(B / args.mini_batches)
-    stats = {}
-    for s in range(0, B, mb_size):  # --mini-batches > 1: several optimizer steps per rollout batch
-        sub = {k: v[s:s + mb_size] for k, v in batch.items()}
-        stats = grpo.grpo_step(model, opt, sub, args.micro_batch, args.clip_low, args.clip_high, args.beta,
-                               args.agg, max_len=args.budget, temperature=args.temperature,
-                               fused=args.fused_logprobs)
+    mb = math.ceil(B / args.mini_batches)
+    stats = []
+    for s in range(0, B, mb):  # --mini-batches > 1: several optimizer steps per rollout batch
+        sub = {k: v[s:s + mb] for k, v in batch.items()}
+        st = grpo.grpo_step(model, opt, sub, args.micro_batch, args.clip_low, args.clip_high, args.beta, args.agg,
+                            max_len=args.budget, temperature=args.temperature, fused=args.fused_logprobs)
+        stats.append((len(sub["adv"]) / B, st))
     model.eval()
-    zero_var = (R.view(-1, args.group).std(-1) == 0).float().mean().item()
+    mean = {k: sum(w * st[k] for w, st in stats) for k in ("clip_frac", "kl_ref", "approx_kl_old", "grad_norm")}
     n_tok = int(roll.lengths.sum())
     return {
         "step": step, "reward": R.mean().item(), "accuracy": float(np.mean(correct_all)),
         "answered": float(np.mean(answered)), "tokens_per_problem": n_tok / (B * args.n),
-        "truncation_rate": 1 - roll.finished.float().mean().item(), "zero_var_groups": zero_var,
-        "clip_frac": stats["clip_frac"], "kl_ref": stats["kl_ref"], "approx_kl_old": stats["approx_kl_old"],
-        "ratio_max": stats["ratio_max"], "grad_norm": stats["grad_norm"], "lr": opt.param_groups[0]["lr"],
-        "step_seconds": time.time() - t0, "rollout_tokens_per_s": n_tok / max(t_roll, 1e-9),
+        "truncation_rate": 1 - roll.finished.float().mean().item(),
+        "zero_var_groups": (R.view(-1, args.group).std(-1) == 0).float().mean().item(),
+        **mean, "ratio_max": max(st["ratio_max"] for _, st in stats), "optimizer_steps": len(stats),
+        "lr": opt.param_groups[0]["lr"], "step_seconds": time.time() - t0,
+        "rollout_tokens_per_s": n_tok / max(t_roll, 1e-9),
     }
 
 
@@ -470,52 +315,77 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
 # the whole run
 
 
-def train(args, model, tok, log=print):
-    """BCR training from `model`; returns the trained model. Logs to <out>/log.jsonl."""
-    from tqdm import tqdm
+def check_context(model, tok, problems, args):
+    """The longest prompt of N problems plus the budget must fit the model's context."""
+    ctx = getattr(model.config, "max_position_embeddings", None)
+    if ctx is None:
+        return
+    lengths = [len(x) for x in tok([p["question"] for p in problems], add_special_tokens=False)["input_ids"]]
+    longest = sorted(range(len(problems)), key=lengths.__getitem__)[-args.n:]
+    n_prompt = len(rw.build_prompt(tok, [problems[i]["question"] for i in longest], instruction=args.instruction))
+    if n_prompt + args.budget > ctx:
+        raise ValueError(f"the longest prompt of N={args.n} problems takes {n_prompt} tokens; with --budget "
+                         f"{args.budget} that exceeds the model's context of {ctx} tokens")
 
+
+def train(args, model, tok, problems, ref=None, state=None, log=print):
+    """BCR training of `model` on `problems`, from checkpoint `state` when resuming. Logs one JSON
+    line per step to <out>/log.jsonl; returns the trained model. Ctrl-C stops after the current
+    step, with a checkpoint."""
     os.makedirs(args.out, exist_ok=True)
+    if args.n > len(problems):
+        raise ValueError(f"--n {args.n} is larger than the {len(problems)} training problems")
+    check_context(model, tok, problems, args)
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    problems = load_problems(args.data, args.data_dir, "train", seed=args.base_seed)
-    if args.n > len(problems):
-        raise ValueError(f"--n {args.n} is larger than the {len(problems)} training problems")
-    longest = max(len(build_prompt(tok, [p["question"] for p in problems[:args.n]])), 1)
-    ctx = getattr(model.config, "max_position_embeddings", None)
-    if ctx is not None and longest + args.budget > ctx:
-        raise ValueError(f"N={args.n} problems take {longest} prompt tokens; with --budget {args.budget} that "
-                         f"exceeds the model's context of {ctx} tokens")
     opt = grpo.MasterAdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     start = 0
-    if args.resume:
-        model, tok, state = load_checkpoint(args.out, args)
-        opt = grpo.MasterAdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    if state is not None:
         opt.load_state_dict(state["opt"])
-        rng.setstate(state["py_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["np_rng"])
+        restore_rng(state, rng)
         start = state["step"]
-        log(f"resumed from {args.out}/ckpt at step {start}")
+        log(f"resumed at step {start}")
     if args.grad_checkpointing:
         model.gradient_checkpointing_enable()
-    ref = copy.deepcopy(model).eval().requires_grad_(False) if args.beta > 0 else None  # only when used
-    logf = open(os.path.join(args.out, "log.jsonl"), "a" if args.resume else "w")
+    log_path = os.path.join(args.out, "log.jsonl")
+    kept = []  # on resume: the records of the steps the checkpoint holds (a killed run may have logged more)
+    if state is not None and os.path.exists(log_path):
+        for line in open(log_path):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by a kill
+                continue
+            if rec["step"] < start:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    with open(log_path + ".tmp", "w") as f:
+        f.writelines(kept)
+    os.replace(log_path + ".tmp", log_path)
+    stop = []  # Ctrl-C: finish the step, save, stop; a second Ctrl-C stops at once
+
+    def on_sigint(*_):
+        stop.append(1)
+        signal.signal(signal.SIGINT, old_handler)
+    old_handler = signal.signal(signal.SIGINT, on_sigint)
     bar = tqdm(range(start, args.steps), desc="BCR", initial=start, total=args.steps, dynamic_ncols=True,
                disable=not sys.stderr.isatty() and os.environ.get("BCR_BAR") != "1")
-    for step in bar:
-        rec = train_step(model, ref, tok, opt, problems, rng, step, args)
-        logf.write(json.dumps(rec) + "\n")
-        logf.flush()
-        bar.set_postfix(reward=f"{rec['reward']:.3f}", acc=f"{rec['accuracy']:.3f}",
-                        tok=f"{rec['tokens_per_problem']:.1f}", trunc=f"{rec['truncation_rate']:.2f}")
-        if bar.disable and (step % 5 == 0 or step == args.steps - 1):  # no live bar: log lines instead
-            log(f"step {step:4d}  reward {rec['reward']:.3f}  acc {rec['accuracy']:.3f}  "
-                f"tokens/problem {rec['tokens_per_problem']:.1f}  trunc {rec['truncation_rate']:.2f}  "
-                f"{rec['step_seconds']:.1f}s")
-        if (step + 1) % args.save_every == 0 or step == args.steps - 1:
-            save_checkpoint(args.out, model, tok, opt, step + 1, rng)
-    logf.close()
+    with open(log_path, "a") as logf:
+        for step in bar:
+            rec = train_step(model, ref, tok, opt, problems, rng, step, args)
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            bar.set_postfix(reward=f"{rec['reward']:.3f}", acc=f"{rec['accuracy']:.3f}",
+                            tok=f"{rec['tokens_per_problem']:.1f}", trunc=f"{rec['truncation_rate']:.2f}")
+            if bar.disable and (step % 5 == 0 or step == args.steps - 1):  # no live bar: log lines instead
+                log(f"step {step:4d}  reward {rec['reward']:.3f}  acc {rec['accuracy']:.3f}  "
+                    f"tokens/problem {rec['tokens_per_problem']:.1f}  trunc {rec['truncation_rate']:.2f}  "
+                    f"{rec['step_seconds']:.1f}s")
+            if (step + 1) % args.save_every == 0 or step == args.steps - 1 or stop:
+                save_checkpoint(args.out, model, tok, opt, step + 1, rng)
+            if stop:
+                log(f"interrupted: checkpoint of step {step + 1} in {args.out}/ckpt; continue with --resume")
+                break
+    signal.signal(signal.SIGINT, old_handler)
     return model
 
 
@@ -530,8 +400,8 @@ def run_label(args):
 
 def print_table(res, ns, label="BCR", log=print):
     """Base vs trained, per N (res["bcr"] holds the trained model's row, whatever its reward)."""
-    lines = [f"{'N':>2} | {'base acc':>8} {'base tok/prob':>13} | {label + ' acc':>10} {label + ' tok/prob':>14} | {'tokens':>7}",
-             "-" * 68]
+    lines = [f"{'N':>2} | {'base acc':>8} {'base tok/prob':>13} | {label + ' acc':>10} {label + ' tok/prob':>14} | "
+             f"{'tokens':>7}", "-" * 68]
     for n in ns:
         b, t = res["base"][str(n)], res["bcr"][str(n)]
         d = (t["tokens_per_problem"] / b["tokens_per_problem"] - 1) * 100
@@ -542,30 +412,47 @@ def print_table(res, ns, label="BCR", log=print):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(args.seed)
     t0 = time.time()
     os.makedirs(args.out, exist_ok=True)
+    # the data first: a bad file fails in a second, not after the warm start or the base evaluation
+    problems = load_problems(args.data, args.data_dir, "train", seed=args.base_seed)
+    test = []
+    if not args.no_eval:
+        test = load_problems(args.eval_data, args.data_dir, "test", seed=args.base_seed, n=args.eval_problems)
+        test = test[: args.eval_problems]
+        if max(args.eval_n) > len(test):
+            raise SystemExit(f"--eval-n {max(args.eval_n)}: only {len(test)} problems to evaluate on")
     with open(os.path.join(args.out, "args.json"), "w") as f:
         json.dump(vars(args), f, indent=1)
-    model, tok = load_model(args)
-    import eval as ev
-
-    res = {}
-    test = None
+    state = None
+    if args.resume:  # the checkpoint's weights; the base is loaded again only as the KL reference
+        model, tok, state = load_checkpoint(args.out, args.device, args.dtype)
+    else:
+        model, tok = load_model(args.model, args.device, args.dtype, args.base_seed)
+    if args.thinking is None:
+        args.thinking = rw.opens_thinking(tok)
+    ref = load_model(args.model, args.device, args.dtype, args.base_seed)[0].requires_grad_(False) \
+        if args.beta > 0 else None
+    evaluate = dict(ns=args.eval_n, budget=args.eval_budget, temperature=args.temperature, seed=toy.EVAL_SEED,
+                    stop_at_last_answer=args.stop_at_last_answer, thinking=args.thinking)
+    res, base_path = {}, os.path.join(args.out, "base_eval.json")
     if not args.no_eval:
-        test = load_problems(args.eval_data, args.data_dir, "test", seed=args.base_seed, n=args.eval_problems) \
-            if args.eval_data == "toy" else load_problems(args.eval_data, args.data_dir)[: args.eval_problems]
-        print(f"evaluating the base model on {len(test)} held-out problems at N = {args.eval_n} "
-              f"(budget {args.eval_budget})")
-        res["base"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234,
-                                        stop_at_last_answer=args.stop_at_last_answer)
-    model = train(args, model, tok)
+        if args.resume and os.path.exists(base_path):
+            res["base"] = json.load(open(base_path))
+            print(f"base model: evaluation read from {base_path}")
+        else:
+            print(f"evaluating the base model on {len(test)} held-out problems at N = {args.eval_n} "
+                  f"(budget {args.eval_budget})")
+            base = load_model(args.model, args.device, args.dtype, args.base_seed)[0] if args.resume else model
+            res["base"] = ev.scaling_table(base, tok, test, **evaluate)
+            with open(base_path, "w") as f:
+                json.dump(res["base"], f, indent=1)
+    model = train(args, model, tok, problems, ref, state)
     if not args.no_eval:
         label = run_label(args)
         print(f"evaluating the {label} model")
-        res["bcr"] = ev.scaling_table(model, tok, test, args.eval_n, args.eval_budget, args.temperature, seed=1234,
-                                        stop_at_last_answer=args.stop_at_last_answer)
+        res["bcr"] = ev.scaling_table(model, tok, test, **evaluate)
         print_table(res, args.eval_n, label)
         with open(os.path.join(args.out, "scaling.json"), "w") as f:
             json.dump(res, f, indent=1)

@@ -23,7 +23,12 @@ Tables, per benchmark (all written to DIR as results.json and CSV files):
 optional); with --compare it draws both runs on the same axes. --compare prints the base-vs-trained
 table in the paper's layout (accuracy and tokens per benchmark, changes in points and in %).
 
-The prompt builder and the grader are bcr.build_prompt and reward.py, the same as in training.
+Also the rollouts that bcr.py trains on: the BCR format with its stop rule (rollouts). The prompt
+builder and the verdicts are reward.py's, the same as in training; data.py loads problems and models.
+
+Thinking models (R1-style, Qwen3-Thinking: the chat template opens "<think>"): answers count only
+after "</think>" (reward.final_answers), and tokens are charged to a problem only after the
+thinking, which is shared by all N problems and so belongs to none of them.
 """
 import argparse
 import csv
@@ -36,8 +41,29 @@ import torch
 
 import reward as rw
 import sample
-from bcr import (DEFAULT_DATA_DIR, build_prompt, end_at_last_answer, load_pretrained, load_problems,
-                 problem_correctness)
+import toy
+from data import DEFAULT_DATA_DIR, load_model, load_problems
+
+try:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:  # optional: only --plot needs it
+    plt = None
+
+# ---------------------------------------------------------------------------------------------
+# rollouts in the BCR format, and the tables
+
+
+def rollouts(model, tok, prompts, n, samples, budget, temperature, seed, stop_at_last_answer=False):
+    """sample.generate for prompts of n problems each; with stop_at_last_answer a response ends once
+    its "Answer n:" line is complete, as a stop string would end it (bcr.py says why)."""
+    roll = sample.generate(model, prompts, samples, budget, temperature, eos_token_ids=[tok.eos_token_id],
+                           pad_token_id=tok.pad_token_id, seed=seed)
+    if stop_at_last_answer:
+        roll.stop_at(tok, lambda text: rw.last_answer_end(text, n) is not None)
+    return roll
 
 
 def pass_at_k(n, c, k):
@@ -47,32 +73,31 @@ def pass_at_k(n, c, k):
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
-def answer_line_ends(text, n):
-    """Character offset just past each problem's (last) "Answer k:" line and its newline, None if absent."""
-    ends = [None] * n
-    for m in rw._ANSWER_LINE_RE.finditer(text):
-        k = int(m.group(1))
-        if 1 <= k <= n:
-            e = text.find("\n", m.end())
-            ends[k - 1] = len(text) if e == -1 else e + 1
-    return ends
-
-
-def tokens_per_problem(token_ids, tokenizer, n):
+def tokens_per_problem(token_ids, tokenizer, n, thinking=False):
     """Tokens charged to each problem: from the end of the previous answer line to the end of its
-    own. Problems with no answer line get None. Offsets come from decoding token by token."""
+    own; None for a problem with no answer line. Only after the thinking: the tokens up to the
+    last "</think>" are shared by all N problems and charged to none (with thinking=True and no
+    "</think>", every problem gets None). Offsets come from decoding token by token."""
     pieces = tokenizer.batch_decode([[t] for t in token_ids], skip_special_tokens=True)
     cum, offsets = 0, []
     for p in pieces:
         cum += len(p)
         offsets.append(cum)  # characters decoded after token i
     text = "".join(pieces)
-    out, prev_tok = [], 0
-    for end in answer_line_ends(text, n):
+    think_end = text.rfind("</think>")
+    if thinking and think_end == -1:
+        return [None] * n
+    start = 0 if think_end == -1 else think_end + len("</think>")
+
+    def token_at(char_end):  # tokens needed to decode the first char_end characters
+        return next((i + 1 for i, o in enumerate(offsets) if o >= char_end), len(offsets))
+
+    out, prev_tok = [], token_at(start) if start else 0
+    for end in rw.answer_line_ends(text[start:], n):
         if end is None:
             out.append(None)
             continue
-        tok_end = next((i + 1 for i, o in enumerate(offsets) if o >= end), len(offsets))
+        tok_end = token_at(start + end)
         out.append(max(tok_end - prev_tok, 0))
         prev_tok = tok_end
     return out
@@ -80,20 +105,17 @@ def tokens_per_problem(token_ids, tokenizer, n):
 
 def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, style="bcr", batch_rows=512,
                   stop_at_last_answer=False):
-    """Generate for consecutive groups of n problems; one record per (prompt, sample). With
-    stop_at_last_answer, a BCR-format response ends once its "Answer n:" line is complete."""
+    """Generate for consecutive groups of n problems, batch_rows rows per sampler call; one record
+    per (prompt, sample). The stop rule applies to the BCR format only."""
     groups = [problems[i:i + n] for i in range(0, len(problems) - n + 1, n)]
     if not groups:
         raise ValueError(f"N={n} problems per prompt, but only {len(problems)} problems to evaluate on")
-    prompts = [build_prompt(tok, [p["question"] for p in g], style) for g in groups]
+    prompts = [rw.build_prompt(tok, [p["question"] for p in g], style) for g in groups]
     per_call = max(1, batch_rows // samples)
     rows = []
     for c, s in enumerate(range(0, len(prompts), per_call)):
-        roll = sample.generate(model, prompts[s:s + per_call], samples, budget, temperature,
-                               eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id,
-                               seed=seed * 1000 + c)
-        if stop_at_last_answer and style == "bcr":
-            end_at_last_answer(roll, tok, n)
+        roll = rollouts(model, tok, prompts[s:s + per_call], n, samples, budget, temperature, seed * 1000 + c,
+                        stop_at_last_answer and style == "bcr")
         for i in range(len(roll.lengths)):
             g = groups[s + i // samples]
             rows.append({"group": s + i // samples, "sample": i % samples, "golds": [p["answer"] for p in g],
@@ -101,17 +123,20 @@ def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, s
     return rows
 
 
-def grade_rows(rows, tok, n, style, budget=None):
+def grade_rows(rows, tok, n, style, budget=None, thinking=False):
     """Per-problem verdicts of each row, optionally as if the budget had been `budget` tokens."""
     out = []
     for r in rows:
         toks = r["tokens"] if budget is None else r["tokens"][:budget]
         finished = r["finished"] and len(r["tokens"]) <= len(toks)
-        out.append(problem_correctness(tok.decode(toks, skip_special_tokens=True), r["golds"], finished, style))
+        text = tok.decode(toks, skip_special_tokens=True)
+        out.append(rw.problem_correctness(text, r["golds"], finished, thinking, style))
     return out
 
 
 def summarize(rows, verdicts, n):
+    """Accuracy, tokens per problem (all response tokens / N, the paper's measure), truncation rate;
+    mean@k and pass@k with k samples per prompt."""
     k = max(r["sample"] for r in rows) + 1
     flat = [v for vs in verdicts for v in vs]
     toks = sum(len(r["tokens"]) for r in rows)
@@ -129,13 +154,14 @@ def summarize(rows, verdicts, n):
     return res
 
 
-def scaling_table(model, tok, problems, ns, budget, temperature, seed=0, samples=1, stop_at_last_answer=False):
+def scaling_table(model, tok, problems, ns, budget, temperature, seed=0, samples=1, stop_at_last_answer=False,
+                  thinking=False):
     """{str(N): {accuracy, tokens_per_problem, truncation_rate, ...}} in the BCR format; bcr.py uses this."""
     out = {}
     for n in ns:
         rows = generate_rows(model, tok, problems, n, budget, temperature, samples, seed + n,
                              stop_at_last_answer=stop_at_last_answer)
-        out[str(n)] = summarize(rows, grade_rows(rows, tok, n, "bcr"), n)
+        out[str(n)] = summarize(rows, grade_rows(rows, tok, n, "bcr", thinking=thinking), n)
     return out
 
 
@@ -147,12 +173,12 @@ def _length_stats(xs):
             "p90": s[min(len(s) - 1, math.ceil(0.9 * len(s)) - 1)]}
 
 
-def problem_lengths(rows, verdicts, tok, n):
+def problem_lengths(rows, verdicts, tok, n, thinking=False):
     """Tokens of each answered problem, split by correctness: {"correct": [...], "incorrect": [...]}.
     At N=1 a problem is charged its whole response; at N > 1, see tokens_per_problem."""
     out = {"correct": [], "incorrect": []}
     for r, vs in zip(rows, verdicts):
-        per = [len(r["tokens"])] if n == 1 else tokens_per_problem(r["tokens"], tok, n)
+        per = [len(r["tokens"])] if n == 1 else tokens_per_problem(r["tokens"], tok, n, thinking)
         for t, v in zip(per, vs):
             if t is not None:
                 out["correct" if v else "incorrect"].append(t)
@@ -164,17 +190,18 @@ def length_by_correctness(lengths):
     return {k: _length_stats(v) for k, v in lengths.items()}
 
 
-def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budgets=None, stop_at_last_answer=False):
+def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budgets=None, stop_at_last_answer=False,
+             thinking=False):
     """Every table for one model on one benchmark; returns the results dict."""
     budgets = budgets or sorted({max(1, budget // d) for d in (16, 8, 4, 2, 1)})
     res = {"scaling": {}, "budget_curve": {}, "length_by_correctness": {}, "batch_vs_single": {}, "lengths": {}}
 
     def tables(key, rows, n, style):
-        verdicts = grade_rows(rows, tok, n, style)
+        verdicts = grade_rows(rows, tok, n, style, thinking=thinking)
         res["scaling"][key] = summarize(rows, verdicts, n)
-        res["lengths"][key] = problem_lengths(rows, verdicts, tok, n)
+        res["lengths"][key] = problem_lengths(rows, verdicts, tok, n, thinking)
         res["length_by_correctness"][key] = length_by_correctness(res["lengths"][key])
-        res["budget_curve"][key] = {str(b): summarize(rows, grade_rows(rows, tok, n, style, b), n)["accuracy"]
+        res["budget_curve"][key] = {str(b): summarize(rows, grade_rows(rows, tok, n, style, b, thinking), n)["accuracy"]
                                     for b in budgets}
         print(f"N={key}: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v
                                          for k, v in res["scaling"][key].items()}), flush=True)
@@ -240,12 +267,7 @@ def plot(runs, out_dir):
     <bench>_task_scaling.png (tokens per problem and accuracy against N), <bench>_budget_curve.png
     (accuracy against budget, one line per N) and <bench>_lengths.png (histograms of tokens per
     problem, correct and incorrect, one panel per run and N). Returns the paths written."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if plt is None:
         print("--plot needs matplotlib, which is optional: pip install matplotlib")
         return []
     os.makedirs(out_dir, exist_ok=True)
@@ -334,17 +356,6 @@ def compare(dir_a, dir_b):
     return "\n".join(lines)
 
 
-def load_any(model_spec, device, dtype="float32"):
-    """'toy' (the cached toy base model), a run's ckpt directory, a hub id or a .gguf file."""
-    if model_spec == "toy":
-        import toy
-
-        model, tok = toy.load_or_train_base(toy.base_dir(0))
-    else:
-        model, tok = load_pretrained(model_spec, getattr(torch, dtype))
-    return model.to(device).eval(), tok
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", help="'toy', a run's ckpt directory, a hub id or a .gguf path")
@@ -352,17 +363,22 @@ def main(argv=None):
                     help="one or more of: 'toy', a benchmark name, a .jsonl path, a hub dataset")
     ap.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     ap.add_argument("--n", type=int, nargs="+", default=[1, 2, 3, 4])
-    ap.add_argument("--budget", type=int, default=None, help="max new tokens per prompt (toy: 150, as bcr.py trains and evaluates; else 32768)")
+    ap.add_argument("--budget", type=int, default=None,
+                    help=f"max new tokens per prompt (toy: {toy.BUDGET}, as bcr.py trains and evaluates; else 32768)")
     ap.add_argument("--budgets", type=int, nargs="+", help="budget-curve points (default B/16 .. B)")
-    ap.add_argument("--problems", type=int, default=None, help="use the first M problems of each benchmark (toy: 600)")
+    ap.add_argument("--problems", type=int, default=None,
+                    help=f"use the first M problems of each benchmark (toy: {toy.EVAL_PROBLEMS})")
     ap.add_argument("--samples", type=int, default=1, help="samples per prompt (k in mean@k, pass@k)")
     ap.add_argument("--temperature", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--seed", type=int, default=toy.EVAL_SEED)
+    ap.add_argument("--base-seed", type=int, default=0, help="--model toy: the warm-start seed of the base model")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--out", default="out/eval", help="run directory (with --compare: where --plot writes)")
     ap.add_argument("--plot", action="store_true", help="also write PNGs (needs matplotlib)")
     ap.add_argument("--stop-at-last-answer", action=argparse.BooleanOptionalAction,
                     help="end a response once its 'Answer N:' line is complete, as bcr.py does (default: on for the toy)")
+    ap.add_argument("--thinking", action=argparse.BooleanOptionalAction,
+                    help="answers count only after </think> (default: when the chat template opens <think>)")
     ap.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"))
     args = ap.parse_args(argv)
     if args.compare:
@@ -378,27 +394,28 @@ def main(argv=None):
         ap.error("--data toy cannot share a run with other benchmarks (its budget and stop rule differ)")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     is_toy = args.data == ["toy"]
-    budget = args.budget or (150 if is_toy else 32768)
+    budget = args.budget or (toy.BUDGET if is_toy else 32768)
     stop = is_toy if args.stop_at_last_answer is None else args.stop_at_last_answer
     data = {}  # load every benchmark before the model: a bad name fails in a second, not after loading
     for spec in args.data:
         if spec == "toy":
-            data["toy"] = load_problems("toy", split="test", n=args.problems or 600)
+            data["toy"] = load_problems("toy", split="test", n=args.problems or toy.EVAL_PROBLEMS)
         else:
             name = os.path.splitext(os.path.basename(spec))[0] if os.path.exists(spec) else spec
             if name in data:
                 ap.error(f"--data: two benchmarks named {name!r} ({args.data})")
             data[name] = load_problems(spec, args.data_dir)[: args.problems]
-    model, tok = load_any(args.model, device, args.dtype)
+    model, tok = load_model(args.model, device, args.dtype, args.base_seed)
+    thinking = rw.opens_thinking(tok) if args.thinking is None else args.thinking
     results = {}
     for name, problems in data.items():
         print(f"{args.model} on {name}: {len(problems)} problems, N = {args.n}, budget {budget}, "
               f"{args.samples} sample(s), T = {args.temperature}", flush=True)
         results[name] = evaluate(model, tok, problems, args.n, budget, args.temperature, args.samples, args.seed,
-                                 args.budgets, stop)
+                                 args.budgets, stop, thinking)
     meta = {"model": args.model, "data": args.data, "budget": budget, "samples": args.samples,
             "temperature": args.temperature, "seed": args.seed, "problems": {k: len(v) for k, v in data.items()},
-            "stop_at_last_answer": stop}
+            "stop_at_last_answer": stop, "thinking": thinking}
     write_outputs(results, args.out, meta)
     if args.plot:
         for p in plot([(os.path.basename(os.path.normpath(args.out)), {"benchmarks": results})], args.out):

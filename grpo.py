@@ -31,12 +31,7 @@ then applies the LM head and an fp32 log-softmax to chunks of completion positio
 recomputes each chunk in the backward pass instead of keeping its logits (activation
 checkpointing per chunk): the peak is one chunk of logits.
 """
-import argparse
 import os
-import resource
-import subprocess
-import sys
-import time
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -47,7 +42,7 @@ from torch.utils.checkpoint import checkpoint
 
 def _chunk_logprobs(hidden, weight, targets, temperature, fused=False):
     logits = hidden @ weight.T  # [chunk, V] in the model's dtype, freed after this call
-    if fused:  # the Triton kernel below: reads these logits once, no fp32 copy
+    if fused:  # the optional Triton kernel at the end of this file: reads these logits once, no fp32 copy
         return fused_logprobs(logits, targets, temperature)
     logits = logits.float() / temperature
     return logits.gather(-1, targets[:, None])[:, 0] - torch.logsumexp(logits, -1)
@@ -68,88 +63,6 @@ def chunked_logprobs(hidden, weight, targets, temperature=1.0, chunk_size=1024, 
         else:
             out.append(_chunk_logprobs(h, weight, t, temperature, fused))
     return torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
-
-
-# ---------------------------------------------------------------------------------------------
-# optional: a Triton kernel that fuses log-softmax and gather (Liger-Kernel's idea, our code)
-#
-# For one row x of logits (model dtype) and its target t, with z = x / T:
-#   forward   logp = z_t - lse(z),  lse(z) = m + log sum_v exp(z_v - m),  m = max_v z_v
-#             (one pass over v with a running max and a rescaled running sum; lse is kept)
-#   backward  d logp / d x_v = (1[v = t] - exp(z_v - lse)) / T
-# Each program owns one row and walks the vocabulary in blocks, in fp32 registers: the only
-# [N, V] tensors are the logits and, in the backward pass, their gradient (model dtype). The
-# PyTorch path above makes an fp32 copy of the logits and autograd keeps more [N, V] fp32
-# intermediates. Tests compare the two, forward and backward, on the CPU with TRITON_INTERPRET=1.
-
-try:
-    import triton
-    import triton.language as tl
-except ImportError:  # triton is optional: the PyTorch path is the default and the reference
-    triton = None
-
-if triton is not None:
-
-    @triton.jit
-    def _logprob_fwd_kernel(x_ptr, stride, t_ptr, logp_ptr, lse_ptr, V, temperature, BLOCK: tl.constexpr):
-        row = tl.program_id(0).to(tl.int64)
-        x_row = x_ptr + row * stride
-        m = float("-inf")  # running max of z
-        s = 0.0  # running sum of exp(z - m)
-        for start in range(0, V, BLOCK):
-            cols = start + tl.arange(0, BLOCK)
-            z = tl.load(x_row + cols, mask=cols < V, other=float("-inf")).to(tl.float32) / temperature
-            m_new = tl.maximum(m, tl.max(z, 0))
-            s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), 0)
-            m = m_new
-        lse = m + tl.log(s)
-        z_t = tl.load(x_row + tl.load(t_ptr + row)).to(tl.float32) / temperature
-        tl.store(logp_ptr + row, z_t - lse)
-        tl.store(lse_ptr + row, lse)
-
-    @triton.jit
-    def _logprob_bwd_kernel(x_ptr, stride, t_ptr, lse_ptr, g_ptr, dx_ptr, V, temperature, BLOCK: tl.constexpr):
-        row = tl.program_id(0).to(tl.int64)
-        lse, g, t = tl.load(lse_ptr + row), tl.load(g_ptr + row), tl.load(t_ptr + row)
-        for start in range(0, V, BLOCK):
-            cols = start + tl.arange(0, BLOCK)
-            z = tl.load(x_ptr + row * stride + cols, mask=cols < V, other=0.0).to(tl.float32) / temperature
-            dx = g * (tl.where(cols == t, 1.0, 0.0) - tl.exp(z - lse)) / temperature
-            tl.store(dx_ptr + row * stride + cols, dx.to(dx_ptr.dtype.element_ty), mask=cols < V)
-
-
-class _FusedLogprobs(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, logits, targets, temperature):
-        logits, targets = logits.contiguous(), targets.contiguous()
-        N, V = logits.shape
-        logp = torch.empty(N, dtype=torch.float32, device=logits.device)
-        lse = torch.empty_like(logp)
-        block = min(4096, triton.next_power_of_2(V))
-        if N:
-            _logprob_fwd_kernel[(N,)](logits, logits.stride(0), targets, logp, lse, V, float(temperature), BLOCK=block)
-        ctx.save_for_backward(logits, targets, lse)
-        ctx.temperature, ctx.block = float(temperature), block
-        return logp
-
-    @staticmethod
-    def backward(ctx, grad):
-        logits, targets, lse = ctx.saved_tensors
-        dx = torch.empty_like(logits)
-        if logits.shape[0]:
-            _logprob_bwd_kernel[(logits.shape[0],)](logits, logits.stride(0), targets, lse, grad.float().contiguous(),
-                                                    dx, logits.shape[1], ctx.temperature, BLOCK=ctx.block)
-        return dx, None, None
-
-
-def fused_logprobs(logits, targets, temperature=1.0):
-    """log softmax(logits / T)[targets] for logits [N, V] (any float dtype), targets [N]: fp32 [N],
-    differentiable in logits. Needs triton, and a CUDA device (or TRITON_INTERPRET=1, for tests)."""
-    if triton is None:
-        raise RuntimeError("fused log-probs need triton (pip install triton); without it use the default fused=False")
-    if logits.device.type != "cuda" and not os.environ.get("TRITON_INTERPRET"):
-        raise RuntimeError(f"fused log-probs run on CUDA (or under TRITON_INTERPRET=1), not on {logits.device}")
-    return _FusedLogprobs.apply(logits, targets, temperature)
 
 
 def positions_from_mask(attention_mask):
@@ -342,85 +255,82 @@ def grpo_step(model, optimizer, batch, micro_batch_size, clip_low=0.2, clip_high
 
 
 # ---------------------------------------------------------------------------------------------
-# python grpo.py --bench: peak memory and time of the log-prob forward+backward, ours vs naive
+# optional: a Triton kernel that fuses log-softmax and gather (Liger-Kernel's idea, our code)
+#
+# For one row x of logits (model dtype) and its target t, with z = x / T:
+#   forward   logp = z_t - lse(z),  lse(z) = m + log sum_v exp(z_v - m),  m = max_v z_v
+#             (one pass over v with a running max and a rescaled running sum; lse is kept)
+#   backward  d logp / d x_v = (1[v = t] - exp(z_v - lse)) / T
+# Each program owns one row and walks the vocabulary in blocks, in fp32 registers: the only
+# [N, V] tensors are the logits and, in the backward pass, their gradient (model dtype). The
+# PyTorch path above makes an fp32 copy of the logits and autograd keeps more [N, V] fp32
+# intermediates. Tests compare the two, forward and backward, on the CPU with TRITON_INTERPRET=1.
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # triton is optional: the PyTorch path is the default and the reference
+    triton = None
+
+if triton is not None:
+
+    @triton.jit
+    def _logprob_fwd_kernel(x_ptr, stride, t_ptr, logp_ptr, lse_ptr, V, temperature, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        x_row = x_ptr + row * stride
+        m = float("-inf")  # running max of z
+        s = 0.0  # running sum of exp(z - m)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            z = tl.load(x_row + cols, mask=cols < V, other=float("-inf")).to(tl.float32) / temperature
+            m_new = tl.maximum(m, tl.max(z, 0))
+            s = s * tl.exp(m - m_new) + tl.sum(tl.exp(z - m_new), 0)
+            m = m_new
+        lse = m + tl.log(s)
+        z_t = tl.load(x_row + tl.load(t_ptr + row)).to(tl.float32) / temperature
+        tl.store(logp_ptr + row, z_t - lse)
+        tl.store(lse_ptr + row, lse)
+
+    @triton.jit
+    def _logprob_bwd_kernel(x_ptr, stride, t_ptr, lse_ptr, g_ptr, dx_ptr, V, temperature, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        lse, g, t = tl.load(lse_ptr + row), tl.load(g_ptr + row), tl.load(t_ptr + row)
+        for start in range(0, V, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            z = tl.load(x_ptr + row * stride + cols, mask=cols < V, other=0.0).to(tl.float32) / temperature
+            dx = g * (tl.where(cols == t, 1.0, 0.0) - tl.exp(z - lse)) / temperature
+            tl.store(dx_ptr + row * stride + cols, dx.to(dx_ptr.dtype.element_ty), mask=cols < V)
 
 
-CHUNK = {"cpu": 128, "cuda": 1024}  # rows of logits per chunk in the benchmark
+class _FusedLogprobs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, targets, temperature):
+        logits, targets = logits.contiguous(), targets.contiguous()
+        N, V = logits.shape
+        logp = torch.empty(N, dtype=torch.float32, device=logits.device)
+        lse = torch.empty_like(logp)
+        block = min(4096, triton.next_power_of_2(V))
+        if N:
+            _logprob_fwd_kernel[(N,)](logits, logits.stride(0), targets, logp, lse, V, float(temperature), BLOCK=block)
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.temperature, ctx.block = float(temperature), block
+        return logp
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, targets, lse = ctx.saved_tensors
+        dx = torch.empty_like(logits)
+        if logits.shape[0]:
+            _logprob_bwd_kernel[(logits.shape[0],)](logits, logits.stride(0), targets, lse, grad.float().contiguous(),
+                                                    dx, logits.shape[1], ctx.temperature, BLOCK=ctx.block)
+        return dx, None, None
 
 
-def _one_bench(path, B, T, H, V, device, dtype):
-    torch.manual_seed(0)
-    W = (torch.randn(V, H, device=device, dtype=dtype) * 0.02).requires_grad_(True)
-    h = torch.randn(B, T, H, device=device, dtype=dtype, requires_grad=True)
-    tgt = torch.randint(0, V, (B, T), device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    t = time.perf_counter()
-    if path == "naive":
-        lp = torch.log_softmax((h @ W.T).float(), -1).gather(-1, tgt[..., None])[..., 0]
-    else:  # "ours": the chunked PyTorch path; "fused": the same chunks through the Triton kernel
-        lp = chunked_logprobs(h.reshape(-1, H), W, tgt.reshape(-1), chunk_size=CHUNK[device.type],
-                              fused=path == "fused").view(B, T)
-    lp.sum().backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return time.perf_counter() - t, peak
-
-
-def bench(args):
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    V = 151936
-    if device.type == "cuda":
-        H, dtype, shapes = 1536, torch.bfloat16, [(8, 1024), (8, 2048), (8, 4096), (8, 8192)]
-    else:
-        H, dtype, shapes = 256, torch.float32, [(1, 256), (1, 512), (1, 1024), (2, 1024)]
-    # the Triton kernel runs on CUDA only (on the CPU its interpreter is for tests, not for timing)
-    paths = ("naive", "ours") + (("fused",) if device.type == "cuda" and triton is not None else ())
-    print(f"device {device}; vocab {V}; hidden {H}; dtype {dtype}; log-prob forward+backward")
-    print(f"{'B x T':>10} {'naive peak':>12} {'ours peak':>12} {'ratio':>7} {'naive s':>8} {'ours s':>8}"
-          + (f" {'fused peak':>12} {'fused s':>8}" if "fused" in paths else ""))
-    if device.type == "cuda":  # warm-up: cuBLAS handles and the Triton kernels' compilation
-        for path in paths:
-            _one_bench(path, 1, 64, H, V, device, dtype)
-    for B, T in shapes:
-        res = {}
-        for path in paths:
-            if device.type == "cuda":
-                try:
-                    res[path] = _one_bench(path, B, T, H, V, device, dtype)
-                except torch.OutOfMemoryError:
-                    res[path] = (float("nan"), float("inf"))
-                torch.cuda.empty_cache()
-            else:  # a fresh process per measurement: peak RSS is per process
-                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", path, str(B), str(T), str(H)],
-                                     capture_output=True, text=True, check=True).stdout.split()
-                base = float(out[2])
-                res[path] = (float(out[0]), float(out[1]) - base)
-        (tn, pn), (to, po) = res["naive"], res["ours"]
-        line = f"{B:>4} x {T:<5} {pn / 2**20:>10.0f}MB {po / 2**20:>10.0f}MB {po / pn:>7.3f} {tn:>8.2f} {to:>8.2f}"
-        if "fused" in res:
-            tf, pf = res["fused"]
-            line += f" {pf / 2**20:>10.0f}MB {tf:>8.2f}"
-        print(line)
-
-
-if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--one":
-        _, _, path, B, T, H = sys.argv
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        # allocate the inputs first so that "base" holds everything but the log-prob computation
-        dt, peak = _one_bench(path, int(B), int(T), int(H), 151936, torch.device("cpu"), torch.float32)
-        print(dt, peak, base + (151936 * int(H) * 4 * 2) + int(B) * int(T) * int(H) * 4 * 2)
-        sys.exit(0)
-    ap = argparse.ArgumentParser(description="GRPO loss; --bench compares log-prob memory with the naive path.")
-    ap.add_argument("--bench", action="store_true")
-    args = ap.parse_args()
-    if args.bench:
-        bench(args)
-    else:
-        ap.print_help()
+def fused_logprobs(logits, targets, temperature=1.0):
+    """log softmax(logits / T)[targets] for logits [N, V] (any float dtype), targets [N]: fp32 [N],
+    differentiable in logits. Needs triton, and a CUDA device (or TRITON_INTERPRET=1, for tests)."""
+    if triton is None:
+        raise RuntimeError("fused log-probs need triton (pip install triton); without it use the default fused=False")
+    if logits.device.type != "cuda" and not os.environ.get("TRITON_INTERPRET"):
+        raise RuntimeError(f"fused log-probs run on CUDA (or under TRITON_INTERPRET=1), not on {logits.device}")
+    return _FusedLogprobs.apply(logits, targets, temperature)

@@ -34,9 +34,7 @@ finished rows stay in the batch, as PAD). On the CPU the step runs eagerly, atte
 the slots written so far and finished rows leave the batch; read that path first. Tests run the
 GPU path's static cache and its compiled step on the CPU.
 """
-import argparse
 import inspect
-import time
 from dataclasses import dataclass
 
 import torch
@@ -180,6 +178,7 @@ class Rollout:
     finished: torch.Tensor  # [B] bool, True if the row produced EOS (or was cut, see cut), False if it hit the budget
     num_samples: int
     pad_id: int = 0  # the id after the end of a completion
+    eos_ids: tuple = ()  # the ids that end a completion
 
     def tokens(self, i):
         return self.completion_ids[i, : self.lengths[i]].tolist()
@@ -191,6 +190,25 @@ class Rollout:
             self.logprobs[i, length:] = 0.0
             self.lengths[i] = length
         self.finished[i] = True
+
+    def stop_at(self, tokenizer, is_done):
+        """End each completion at the shortest prefix whose decoded text satisfies is_done(text),
+        as a stop string would (an EOS right after that prefix is kept). In place; returns self.
+        Used for BCR's stop rule (reward.last_answer_end); is_done must stay true once true."""
+        eos = set(self.eos_ids)
+        for i in range(len(self.lengths)):
+            toks = self.tokens(i)
+            if not is_done(tokenizer.decode(toks, skip_special_tokens=True)):
+                continue
+            lo, hi = 1, len(toks)  # binary search for the shortest prefix that is done
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if is_done(tokenizer.decode(toks[:mid], skip_special_tokens=True)):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            self.cut(i, lo + 1 if lo < len(toks) and toks[lo] in eos else lo)
+        return self
 
     def texts(self, tokenizer):
         return [tokenizer.decode(self.tokens(i), skip_special_tokens=True) for i in range(len(self.lengths))]
@@ -316,126 +334,5 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     return Rollout(
         prompt_ids=[list(prompts[i // G]) for i in range(B)],
         completion_ids=out[:, :n].cpu(), logprobs=out_lp[:, :n].cpu(), lengths=lengths.cpu(),
-        finished=done.cpu(), num_samples=G, pad_id=pad,
+        finished=done.cpu(), num_samples=G, pad_id=pad, eos_ids=tuple(eos),
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# python sample.py --bench: ours vs HF generate, same model, prompts and lengths, one run
-
-
-def _hf_generate(model, prompts, max_new_tokens, pad, eos_ids, greedy=True):
-    device = next(model.parameters()).device
-    L = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), L), pad, dtype=torch.long, device=device)
-    att = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, L - len(p):] = torch.tensor(p, device=device)
-        att[i, L - len(p):] = 1
-    kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
-    return model.generate(input_ids=ids, attention_mask=att, max_new_tokens=max_new_tokens, pad_token_id=pad,
-                          eos_token_id=eos_ids, **kw)
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def _bench_once(fn, device):
-    _sync(device)
-    t = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - t
-
-
-def bench(args):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    g = torch.Generator().manual_seed(0)
-    if device.type == "cuda":
-        cfg = AutoConfig.for_model("qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                                   num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
-                                   max_position_embeddings=32768, rope_theta=1e6, tie_word_embeddings=True)
-        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).to(device).eval()
-        batch, plen, new = args.batch or 64, args.prompt_len or 512, args.new_tokens or 1024
-        what = "Qwen2.5-1.5B shape, random weights, bf16"
-    else:
-        import toy
-
-        tok = toy.make_tokenizer()
-        model = toy.make_model(tok).eval()
-        cfg = model.config
-        batch, plen, new = args.batch or 64, args.prompt_len or 64, args.new_tokens or 256
-        what = "toy Llama (0.9M params), fp32"
-    prompts = [torch.randint(10, cfg.vocab_size, (plen,), generator=g).tolist() for _ in range(batch)]
-    never = [cfg.vocab_size + 7]  # an EOS id no one can sample: every row runs the full length
-
-    def ours():
-        generate(model, prompts, 1, new, temperature=0, eos_token_ids=never, pad_token_id=0, seed=0)
-
-    def hf():
-        _hf_generate(model, prompts, new, 0, never)
-
-    @torch.no_grad()
-    def forwards_only():
-        # the model's own share: the same prefill and decode forwards as ours (same cache, mask and
-        # positions), with no sampling and no bookkeeping. Any sampler that goes through this forward
-        # pays at least this, so HF's time over it bounds the ratio a CPU sampler can reach.
-        cache, kw = KVCache(cfg.num_hidden_layers, plen + new, static=False), _cache_kwarg(model)
-        ids = torch.tensor(prompts, device=device)
-        model(input_ids=ids, position_ids=torch.arange(plen, device=device).expand(batch, plen), use_cache=True,
-              logits_to_keep=1, **{kw: cache})
-        mask4, tok = torch.zeros((batch, 1, 1, plen + new), device=device), ids[:, -1:]
-        for s in range(new - 1):
-            _decode_step(model, cache, tok, mask4[..., : plen + s + 1], torch.full_like(tok, plen + s), kw)
-
-    runs = [("ours", ours), ("HF generate", hf)] + ([("forwards only", forwards_only)] if device.type == "cpu" else [])
-    for _, fn in runs:
-        fn()  # warm-up (and compilation on the GPU)
-    # interleaved repeats, best of each: the machine's speed drifts, and each gets the same chances
-    best = {name: float("inf") for name, _ in runs}
-    for _ in range(args.repeat):
-        for name, fn in runs:
-            best[name] = min(best[name], _bench_once(fn, device))
-    t_ours, t_hf = best["ours"], best["HF generate"]
-    toks = batch * new
-    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'} ({torch.get_num_threads()} threads); "
-          f"model: {what}; batch {batch}, prompt {plen}, new tokens {new}, EOS ignored")
-    print(f"ours: {toks / t_ours:,.0f} tokens/s ({t_ours:.2f}s)")
-    print(f"HF generate: {toks / t_hf:,.0f} tokens/s ({t_hf:.2f}s)")
-    print(f"ratio ours/HF: {t_hf / t_ours:.2f}x")
-    if "forwards only" in best:
-        t_fwd = best["forwards only"]
-        print(f"the model's forwards alone: {toks / t_fwd:,.0f} tokens/s ({t_fwd:.2f}s); ceiling for any sampler "
-              f"through this forward: {t_hf / t_fwd:.2f}x HF; ours is {t_fwd / t_ours:.0%} of it")
-    if device.type == "cuda":
-        # roofline: every decode step reads all weights and, on average, half the final KV cache
-        wbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        kv_per_tok = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 2
-        bytes_per_step = wbytes + batch * kv_per_tok * (plen + new / 2)
-        x = torch.empty(2**28, dtype=torch.uint8, device=device)
-        y = torch.empty_like(x)
-        y.copy_(x)
-        t_copy = min(_bench_once(lambda: y.copy_(x), device) for _ in range(5))
-        bw = 2 * x.numel() / t_copy
-        step_s = t_ours / new
-        print(f"measured copy bandwidth {bw / 1e9:,.0f} GB/s; bytes per decode step {bytes_per_step / 1e9:.2f} GB; "
-              f"roofline fraction {bytes_per_step / step_s / bw:.0%}")
-        print(f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-
-
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="KV-cache sampler; --bench compares with HF generate.")
-    ap.add_argument("--bench", action="store_true")
-    ap.add_argument("--batch", type=int, default=0)
-    ap.add_argument("--prompt-len", type=int, default=0)
-    ap.add_argument("--new-tokens", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    if args.bench:
-        bench(args)
-    else:
-        ap.print_help()

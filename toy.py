@@ -21,7 +21,7 @@ The world:
     about half the average reference (34 of 68 tokens, header and answer line included);
   - a supervised warm start (plain cross-entropy) gives the *base model*, verbose, trained on
     prompts of N = 1..4 problems and on reading drills (name the numbers of every problem of a
-    prompt, asked in a random order), without which it reads problem 1 only (README).
+    prompt, asked in a random order), without which it reads problem 1 only (docs/toy_world.md).
 
 So length can be cut wisely (drop the re-checks) or badly (drop a needed step). A BCR-trained
 model should learn the first.
@@ -34,19 +34,24 @@ the chat-template markers and whole-phrase tokens for the fixed text of prompts 
 would have, so that sequences stay short on a CPU, and one token per number of a question ("47 ",
 " 38") and per name ("x2 = ", "y2 ="): a name then finds its number with one lookup keyed on the
 problem index, which a model this small learns in minutes, where copying a problem token by
-token after its header is not learned in the time budget (README, "The toy world"). It is a real
+token after its header is not learned in the time budget (docs/toy_world.md). It is a real
 transformers.PreTrainedTokenizerFast with a chat template, EOS and PAD, saved and loaded with
 save_pretrained / from_pretrained.
 """
 import argparse
 import hashlib
-import os
 import random
 import time
 
 import torch
 from tokenizers import Tokenizer, decoders, models
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from reward import build_prompt, chat_prompt_ids, problem_blocks
+
+# the toy preset's evaluation, defined once (bcr.py and eval.py read these): held-out problems,
+# the budget of the whole response (the training budget) and the sampling seed
+EVAL_PROBLEMS, BUDGET, EVAL_SEED = 600, 150, 1234
 
 # each needed line is re-checked 0 to 3 times, uniformly; the k-th re-check starts with CHECKS[k-1], so
 # the model sees from the last line alone how many came before (a tiny model cannot count repeats)
@@ -181,8 +186,6 @@ def solution_text(questions, answers, rng, style="bcr", redundant=True):
 
 def sft_example(tokenizer, problems, rng, style):
     """(input_ids, labels) with the loss on the response and its EOS only."""
-    from bcr import build_prompt  # the same prompt builder as training and evaluation
-
     qs, ans = [p["question"] for p in problems], [p["answer"] for p in problems]
     prompt_ids = build_prompt(tokenizer, qs, style=style)
     resp = solution_text(qs, ans, rng, style=style)
@@ -206,19 +209,19 @@ def naming_example(tokenizer, problems, rng):
     instruction, and a response that only names their numbers, problems in a random order
     ("### Problem 3\nx3 = 48 \ny3 = 19\n### Problem 1\n..."). Short, and every line is a lookup
     in the prompt by problem index, so it trains that lookup far more densely than full solutions."""
-    from bcr import chat_prompt_ids, problem_blocks
-
     n = len(problems)
     # the blocks of a BCR prompt, so the lookups are the ones a BCR prompt needs
-    ids = chat_prompt_ids(tokenizer, f"Name the numbers of these {n} problems." + problem_blocks([p["question"] for p in problems]))
+    content = f"Name the numbers of these {n} problems." + problem_blocks([p["question"] for p in problems])
+    ids = chat_prompt_ids(tokenizer, content)
     order = rng.sample(range(1, n + 1), n)
-    resp = "\n".join("\n".join([f"### Problem {k}"] + needed_lines(problems[k - 1]["question"], k)[:2]) for k in order)
+    resp = "\n".join("\n".join([f"### Problem {k}"] + needed_lines(problems[k - 1]["question"], k)[:2])
+                     for k in order)
     resp_ids = tokenizer(resp, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return ids + resp_ids, [-100] * len(ids) + resp_ids
 
 
-def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drills_per_step=8, log=print):
-    """Train the base model from scratch and save it (model + tokenizer) with save_pretrained.
+def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drills_per_step=8, log=print):
+    """Train the base model from scratch; returns (model, tokenizer). eval.load_model caches it.
 
     Plain supervised fine-tuning. Each step takes prompts of one size N (cycling 1..max_n; half
     the N=1 steps use the standard single-problem prompt) and their verbose reference responses,
@@ -244,7 +247,8 @@ def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n
     for step in range(steps):
         n = 1 + step % max_n
         style = "standard" if (n == 1 and step % (2 * max_n) == 0) else "bcr"
-        batches = [[sft_example(tok, rng.sample(train, n), rng, style) for _ in range(max(1, problems_per_step // n))]]
+        batches = [[sft_example(tok, rng.sample(train, n), rng, style)
+                    for _ in range(max(1, problems_per_step // n))]]
         if drills_per_step:
             batches.append([naming_example(tok, rng.sample(train, rng.randint(min(2, max_n), max_n)), rng)
                             for _ in range(drills_per_step)])
@@ -264,47 +268,13 @@ def warm_start(out_dir, seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n
         if step % 100 == 0 or step == steps - 1:
             log(f"  step {step:4d}  N={n}  loss {loss.item():.3f}  {time.time() - t0:.0f}s")
     model.eval()
-    save_pretrained_atomic(model, tok, out_dir)
     return model, tok
 
 
-def save_pretrained_atomic(model, tokenizer, out_dir):
-    """save_pretrained into a temporary folder, then rename: a crash never leaves half a model."""
-    tmp = out_dir.rstrip("/") + ".tmp"
-    import shutil
-
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
-
-
-def base_dir(seed=0):
-    """Where bcr.py and eval.py cache the base model. The "v5" names this version of the toy
-    world: a base model cached by an older toy.py (another tokenizer) is never picked up."""
-    return os.path.join("out", f"toy-base-v5-s{seed}")
-
-
-def load_or_train_base(out_dir, seed=0, log=print):
-    """The cached base model if present, else a fresh warm start (reproducible from the seed)."""
-    if os.path.exists(os.path.join(out_dir, "config.json")):
-        log(f"base model: cached at {out_dir}")
-        return AutoModelForCausalLM.from_pretrained(out_dir), AutoTokenizer.from_pretrained(out_dir)
-    log(f"base model: none cached at {out_dir}, warm-starting from scratch (seed {seed})")
-    return warm_start(out_dir, seed=seed, log=log)
-
-
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="Train the toy base model (bcr.py does this for you).")
-    ap.add_argument("--out", help="default: the cache bcr.py and eval.py read, out/toy-base-v5-s<seed>")
+    ap = argparse.ArgumentParser(description="Print reference solutions of the toy world (bcr.py trains the base).")
+    ap.add_argument("--show", type=int, default=3, help="how many problems, in one N-problem response")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=1100, help="supervised steps")
-    ap.add_argument("--show", type=int, default=0, help="print N reference solutions and exit")
     args = ap.parse_args()
-    if args.show:
-        probs = make_problems(args.show, "train", args.seed)
-        print(solution_text([p["question"] for p in probs], [p["answer"] for p in probs], random.Random(args.seed)))
-    else:
-        warm_start(args.out or base_dir(args.seed), seed=args.seed, steps=args.steps)
+    probs = make_problems(args.show, "train", args.seed)
+    print(solution_text([p["question"] for p in probs], [p["answer"] for p in probs], random.Random(args.seed)))

@@ -3,7 +3,6 @@ import csv
 import json
 import math
 import os
-import sys
 
 import pytest
 
@@ -137,12 +136,15 @@ def test_plot_writes_the_three_figures_per_benchmark(tmp_path):
 
 
 def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes "import matplotlib" raise ImportError
+    monkeypatch.setattr(ev, "plt", None)  # what eval.py holds when "import matplotlib" failed
     assert ev.plot([("x", {"benchmarks": {}})], str(tmp_path)) == []
     assert "pip install matplotlib" in capsys.readouterr().out
 
 
-@pytest.mark.skipif(not os.path.exists(os.path.join(ev.DEFAULT_DATA_DIR, "gsm8k_test.jsonl")), reason="no ../shared/data")
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(SHARED, "gsm8k_test.jsonl")), reason="no ../shared/data")
 def test_cli_runs_a_real_model_on_two_benchmarks(smollm2, tmp_path, capsys):
     # the real SmolLM2-135M (GGUF, real BPE tokenizer and chat template) through every table, on
     # GSM8K and on a JSONL file, with a budget small enough for CI
@@ -152,7 +154,7 @@ def test_cli_runs_a_real_model_on_two_benchmarks(smollm2, tmp_path, capsys):
     extra.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
                              for i in range(4)))
     out = tmp_path / "run"
-    ev.main(["--model", smollm2_path(), "--data", "gsm8k", str(extra), "--problems", "4", "--n", "1", "2",
+    ev.main(["--model", smollm2_path(), "--data-dir", SHARED, "--data", "gsm8k", str(extra), "--problems", "4", "--n", "1", "2",
              "--budget", "8", "--samples", "2", "--out", str(out)])
     res = ev.load_results(str(out))
     assert list(res["benchmarks"]) == ["gsm8k", "mine"] and res["meta"]["problems"] == {"gsm8k": 4, "mine": 4}
@@ -167,5 +169,5 @@ def test_cli_runs_a_real_model_on_two_benchmarks(smollm2, tmp_path, capsys):
     assert "average (2)" in table and "+0.0%" in table
     for bad in (["gsm8k", "gsm8k"], ["toy", "gsm8k"]):  # a name twice; the toy beside a benchmark
         with pytest.raises(SystemExit):
-            ev.main(["--model", smollm2_path(), "--data", *bad])
+            ev.main(["--model", smollm2_path(), "--data-dir", SHARED, "--data", *bad])
     assert "two benchmarks named 'gsm8k'" in capsys.readouterr().err

@@ -1,231 +1,124 @@
-"""reward.py: hand-written cases (equal and not equal), the N-problem parser, reward hacking,
-bounded time, and real benchmark answers from ../shared/data when present."""
-import json
-import os
-import threading
-import time
-
+"""reward.py: the N-problem prompt, the budget-cut and thinking rules, the scalar reward, the stop rule.
+(Answer checking itself, and the N-answer parser's hard cases, are in test_grader.py.)"""
 import pytest
 
 import reward as rw
-
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-
-EQUAL = [
-    # strings and normalisation
-    ("5", "5"), ("$5$", "5"), ("5.", "5"), (" 5 ", "5"), ("\\text{5}", "5"), ("\\textbf{12}", "12"),
-    ("\\left(1,2\\right)", "(1,2)"), ("\\dfrac{1}{2}", "\\frac{1}{2}"), ("\\tfrac{3}{4}", "\\frac34"),
-    ("\\frac12", "\\frac{1}{2}"), ("90^\\circ", "90"), ("90^{\\circ}", "90"), ("50\\%", "50"), ("50%", "50"),
-    ("1,000", "1000"), ("1,234,567", "1234567"), ("12.0", "12"), ("12.00", "12"), ("x = 5", "5"), ("x=5", "5"),
-    ("\\theta = \\frac{\\pi}{2}", "\\frac{\\pi}{2}"), ("k=3", "3"), ("\\displaystyle\\frac{1}{2}", "\\frac12"),
-    ("\\mathrm{B}", "B"), ("\\text{(C)}", "(C)"), ("10\\,000", "10000"), ("1{,}000", "1000"),
-    # numbers: exact, never through float
-    ("0.5", "\\frac{1}{2}"), ("\\frac{1}{2}", "0.5"), ("-0.25", "-\\frac{1}{4}"), ("-\\frac{1}{4}", "-0.25"),
-    ("2/4", "\\frac{1}{2}"), ("0.33", "\\frac{1}{3}"), ("0.333", "\\frac{1}{3}"), ("0.67", "\\frac{2}{3}"),
-    ("0.667", "\\frac23"), ("1.5", "\\frac{3}{2}"), ("3.0", "3"), ("+3", "3"), ("007", "7"), (".5", "0.5"),
-    ("2^{100}", "1267650600228229401496703205376"),
-    # expressions
-    ("\\sqrt{2}/2", "\\frac{\\sqrt2}{2}"), ("\\frac{1}{\\sqrt{2}}", "\\frac{\\sqrt{2}}{2}"), ("2x+2", "2(x+1)"),
-    ("x^2+2x+1", "(x+1)^2"), ("3\\sqrt{13}", "\\sqrt{117}"), ("2\\pi", "\\pi\\cdot 2"), ("\\pi r^2", "r^2\\pi"),
-    ("\\frac{x}{2}", "0.5x"), ("a b", "ba"), ("\\sqrt[3]{8}", "2"), ("4^{1/2}", "2"), ("e^{0}", "1"),
-    ("\\frac{\\pi}{6}", "\\frac{1}{6}\\pi"), ("2 \\times 3", "6"), ("6 \\div 2", "3"), ("10^{3}", "1000"),
-    ("\\sin^2 x + \\cos^2 x", "1"), ("|{-3}|", "3"), ("5!", "120"), ("\\frac{14}{3}", "\\frac{28}{6}"),
-    ("x_1 + x_2", "x_2 + x_1"), ("\\infty", "\\infty"), ("-\\infty", "-\\infty"),
-    # structures
-    ("(1,2)", "(1, 2)"), ("[1,2)", "[1, 2)"), ("(-\\infty, 3]", "(-\\infty,3]"), ("\\{1,2,3\\}", "\\{3,1,2\\}"),
-    ("1, 2, 3", "3, 2, 1"), ("(0,\\frac{1}{2})", "(0, 0.5)"), ("(1,2)\\cup(3,4)", "(3,4)\\cup(1,2)"),
-    ("y = 2x + 1", "y = 1 + 2x"), ("x+y=1", "1=x+y"), ("\\left[ 2, 5 \\right]", "[2,5]"), ("(3, \\frac{\\pi}{2})", "(3,\\frac{\\pi}{2})"),
-    ("2, -2", "-2, 2"), ("\\{-1, 1\\}", "\\{1,-1\\}"),
-]
-
-NOT_EQUAL = [
-    ("5", "6"), ("123457", "123456"), ("0.5", "50"), ("50", "0.5"), ("2^{100}+1", "1267650600228229401496703205376"),
-    ("0.3", "\\frac{1}{3}"), ("0.34", "\\frac{1}{3}"), ("0.66", "\\frac{2}{3}"), ("1.41", "\\sqrt{2}"),
-    ("\\frac{1}{2}", "\\frac{1}{3}"), ("-5", "5"), ("1000", "1,0000"), ("12", "1.2"), ("", "5"), ("5", ""),
-    ("x+1", "x-1"), ("2x", "x^2"), ("\\sqrt{2}", "2"), ("\\pi", "3.14"), ("(1,2)", "(2,1)"), ("(1,2)", "[1,2]"),
-    ("[1,2)", "(1,2]"), ("(1,2)", "1,2"), ("\\{1,2\\}", "\\{1,2,3\\}"), ("1,2,3", "1,2"), ("1,2,2", "1,1,2"),
-    ("(1,2)\\cup(3,4)", "(1,2)"), ("y=2x+1", "y=2x-1"), ("\\infty", "-\\infty"), ("10^{10^{10^{10}}}", "1"),
-    ("(x+1)^{10000}", "x"), ("2^{2^{2^{2^{2}}}}", "3"), ("A", "B"), ("\\text{(A)}", "(B)"), ("\\le", "\\left"),
-    ("5 \\le x", "5"), ("3/0", "3"), ("\\frac{1}{0}", "1"), ("1e5", "100000"), ("12", "21"), ("1/2", "2"),
-    ("2,3", "23"), ("(0,\\frac{1}{2})", "(0, 0.6)"), ("\\sin x", "\\cos x"), ("x_1", "x_2"), ("5!", "5"),
-    (None, "5"), ("5", None),
-]
+import toy
 
 
-@pytest.mark.parametrize("pred,gold", EQUAL)
-def test_equal(pred, gold):
-    assert rw.is_equiv(pred, gold)
+@pytest.fixture(scope="module")
+def tok():
+    return toy.make_tokenizer()
 
 
-@pytest.mark.parametrize("pred,gold", NOT_EQUAL)
-def test_not_equal(pred, gold):
-    assert not rw.is_equiv(pred, gold)
+def test_prompt_builder_bcr_format(tok):
+    ids = rw.build_prompt(tok, ["1+1", "what is 7*6?", "2+2"])
+    text = tok.decode(ids)
+    assert text.startswith("<|user|>") and text.endswith("<|assistant|>")
+    assert "Solve these 3 problems in order" in text and "Answer k: \\boxed{answer}" in text
+    i1, i2, i3 = (text.index(f"### Problem {k}\n") for k in (1, 2, 3))
+    assert i1 < i2 < i3
+    assert text[i2:].startswith("### Problem 2\nwhat is 7*6?")
+    # an instruction override for research hacks keeps the problem blocks
+    text = tok.decode(rw.build_prompt(tok, ["1+1", "2+2"], instruction="Do these {n}."))
+    assert "Do these 2.\n\n### Problem 1\n1+1\n\n### Problem 2\n2+2" in text
 
 
-EXTRACT = [
-    ("so the answer is \\boxed{12}.", "12"),
-    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
-    ("first \\boxed{3} then \\boxed{4}", "4"),
-    ("nested \\boxed{\\{1, \\{2\\}\\}}", "\\{1, \\{2\\}\\}"),
-    ("\\fbox{7}", "7"),
-    ("\\boxed 5", "5"),
-    ("old \\boxed 5 new \\boxed{12}", "12"),
-    ("The answer is 42.", "42"),
-    ("The final answer is $\\frac{3}{4}$.", "\\frac{3}{4}"),
-    ("work...\n#### 1234", "1234"),
-    ("Answer: 17", "17"),
-    ("no answer here", None),
-    ("unbalanced \\boxed{12", None),
-    ("<think>maybe \\boxed{3}</think> so \\boxed{4}", "4"),
-    ("<think>maybe \\boxed{3}</think> I am done.", None),
-    ("\\boxed{a}" + "x" * 300 + "\\boxed{b}", "b"),
-]
+def test_prompt_builder_standard_and_errors(tok):
+    text = tok.decode(rw.build_prompt(tok, ["1+1"], style="standard"))
+    assert "Put the final answer in \\boxed{}.\n\n1+1" in text and "### Problem" not in text
+    with pytest.raises(ValueError, match="one problem"):
+        rw.build_prompt(tok, ["1", "2"], style="standard")
+    with pytest.raises(ValueError, match="unknown prompt style"):
+        rw.build_prompt(tok, ["1"], style="chat")
+    with pytest.raises(ValueError, match="no questions"):
+        rw.build_prompt(tok, [])
 
 
-@pytest.mark.parametrize("text,want", EXTRACT)
-def test_extract_answer(text, want):
-    assert rw.extract_answer(text) == want
+def test_prompt_uses_the_real_chat_template_of_a_hub_tokenizer(smollm2):
+    _, tok = smollm2
+    text = tok.decode(rw.build_prompt(tok, ["1+1", "2+2"]))
+    assert "<|im_start|>user" in text and text.rstrip().endswith("<|im_start|>assistant")
+    assert "### Problem 2\n2+2" in text
+    assert not rw.opens_thinking(tok)
 
 
-SPLIT = [
-    # clean
-    ("Answer 1: \\boxed{3}\nAnswer 2: \\boxed{5}", 2, ["3", "5"]),
-    # missing answer
-    ("Answer 1: \\boxed{3}\nI give up.", 2, ["3", None]),
-    # out of order
-    ("Answer 2: \\boxed{5}\nAnswer 1: \\boxed{3}", 2, ["3", "5"]),
-    # duplicated problem numbers: the last one wins
-    ("Answer 1: \\boxed{3}\nwait\nAnswer 1: \\boxed{4}", 1, ["4"]),
-    # truncated last problem (unbalanced box)
-    ("Answer 1: \\boxed{3}\nAnswer 2: \\boxed{1", 2, ["3", None]),
-    # Problem 1 never confused with Problem 10
-    ("Answer 10: \\boxed{9}\nAnswer 1: \\boxed{2}", 10, ["2"] + [None] * 8 + ["9"]),
-    ("Answer 10: \\boxed{9}", 3, [None, None, None]),
-    # variants of the marker
-    ("Answer 1:: \\boxed{3}\n**Answer 2:** \\boxed{5}\nAnswer 3: 12", 3, ["3", "5", "12"]),
-    ("**Answer 1**: $7$.", 1, ["7"]),
-    # answers inside <think> do not count when a final part exists
-    ("<think>Answer 1: \\boxed{3}</think>\nAnswer 1: \\boxed{4}", 1, ["4"]),
-    ("<think>Answer 1: \\boxed{3}</think>\nI will not say.", 1, [None]),
-    # a final summary block overrides the work
-    ("### Problem 1\nAnswer 1: \\boxed{3}\n### Problem 2\nAnswer 2: \\boxed{4}\nSummary:\nAnswer 1: \\boxed{6}\nAnswer 2: \\boxed{4}",
-     2, ["6", "4"]),
-    # fallback: last box inside the problem's own section
-    ("### Problem 1\nso \\boxed{3}\n### Problem 2\nthus \\boxed{8} no \\boxed{9}", 2, ["3", "9"]),
-    ("## Problem 1\n\\boxed{3}\n## Problem 10\n\\boxed{4}", 10, ["3"] + [None] * 8 + ["4"]),
-    ("**Problem 2**\n\\boxed{4}", 2, [None, "4"]),
-    # an answer written for problem j is never credited to problem k
-    ("### Problem 1\nAnswer 2: \\boxed{5}", 2, [None, "5"]),
-    ("", 2, [None, None]),
-]
+RESP = "### Problem 1\n1+1=2\nAnswer 1: \\boxed{2}\n### Problem 2\nAnswer 2: \\boxed{5}\n### Problem 3\n3+3=6\nAnswer 3: \\boxed{6}"
 
 
-@pytest.mark.parametrize("text,n,want", SPLIT)
-def test_split_answers(text, n, want):
-    assert rw.split_answers(text, n) == want
+def test_reward_of_n_problem_responses():
+    golds = ["2", "4", "6"]
+    assert rw.problem_correctness(RESP, golds, finished=True) == [True, False, True]
+    # truncated by the budget inside problem 3's answer line: problem 3 scores 0
+    cut = RESP[: RESP.rindex("}")]  # "...Answer 3: \boxed{6"
+    assert rw.problem_correctness(cut, golds, finished=False) == [True, False, False]
+    # cut right after the closing brace: the line is not finished, so still no answer
+    assert rw.problem_correctness(RESP, golds, finished=False) == [True, False, False]
+    assert rw.problem_correctness(RESP[: RESP.index("### Problem 3")], golds, finished=False) == [True, False, False]
+    assert rw.final_answers(RESP, 3, True) == ["2", "5", "6"]
 
 
-HACKS = [
-    # several boxes for one problem: a hedge earns nothing
-    ("Answer 1: \\boxed{1} \\boxed{2} \\boxed{3}", ["2"], [False]),
-    ("Answer 1: \\boxed{1} or \\boxed{2}", ["1"], [False]),
-    # the same box twice is not a hedge
-    ("Answer 1: \\boxed{2} \\boxed{2}", ["2"], [True]),
-    # every problem's answer stuffed in one line: each marker gets only its own box
-    ("Answer 1: \\boxed{4} Answer 2: \\boxed{7} Answer 3: \\boxed{9}", ["4", "7", "9"], [True, True, True]),
-    ("Answer 1: \\boxed{4} Answer 2: \\boxed{4} Answer 3: \\boxed{4}", ["4", "7", "9"], [True, False, False]),
-    # one answer claimed for all problems
-    ("Answer 1, 2, 3: \\boxed{4}", ["4", "4", "4"], [False, False, False]),
-    # answers with no markers at all
-    ("\\boxed{4} \\boxed{7}", ["4", "7"], [False, False]),
-    # a list of candidates is not a match for a single answer
-    ("Answer 1: \\boxed{1, 2, 3}", ["2"], [False]),
-]
+def test_rollout_reward_by_hand():
+    assert rw.rollout_reward([True, False, True], 50, 100) == pytest.approx(2 / 3)
+    # explicit length penalty r - lambda * len / L_max
+    assert rw.rollout_reward([True, False, True], 50, 100, length_penalty=0.5) == pytest.approx(2 / 3 - 0.25)
+    # truncation reward 1(correct) * 1(len <= L)
+    assert rw.rollout_reward([True], 40, 100, target_len=40) == 1.0
+    assert rw.rollout_reward([True], 41, 100, target_len=40) == 0.0
+    assert rw.rollout_reward([False], 10, 100, target_len=40) == 0.0
+    # format weight: (1 - w) r + w * answered
+    assert rw.rollout_reward([True, False], 10, 100, answered=1.0, format_weight=0.2) == pytest.approx(0.6)
 
 
-@pytest.mark.parametrize("text,golds,want", HACKS)
-def test_reward_hacking(text, golds, want):
-    assert rw.score(text, golds) == want
+THINK_TEMPLATE = toy.CHAT_TEMPLATE.replace("{% if add_generation_prompt %}<|assistant|>{% endif %}",
+                                           "{% if add_generation_prompt %}<|assistant|><think>\n{% endif %}")
 
 
-def test_grade_and_score():
-    assert rw.grade("We get \\boxed{\\frac{1}{2}}.", "0.5")
-    assert not rw.grade("We get \\boxed{\\frac{1}{3}}.", "0.5")
-    assert rw.score("Answer 1: \\boxed{3}\nAnswer 2: \\boxed{4}", ["3", "5"]) == [True, False]
+def test_thinking_is_found_from_the_chat_template(tok):
+    assert not rw.opens_thinking(tok)
+    t2 = toy.make_tokenizer()
+    t2.chat_template = THINK_TEMPLATE
+    assert rw.opens_thinking(t2)
+    assert tok.decode(rw.build_prompt(t2, ["1+1"])).endswith("<|assistant|><think>\n")
 
 
-ADVERSARIAL = ["10^{10^{10^{10}}}", "(x+1)^{10000}", "2^{2^{2^{2^{2}}}}", "x" * 100_000, "{" * 5000, "}" * 5000,
-               "\\frac{" * 2000, "(" * 3000 + "1" + ")" * 3000, "9" * 5000 + "^{" + "9" * 5000 + "}",
-               "\\sqrt{" * 1000 + "2" + "}" * 1000]
+ANSWERS = "Answer 1: \\boxed{2}\nAnswer 2: \\boxed{4}\n"
 
 
-@pytest.mark.parametrize("bad", ADVERSARIAL)
-def test_bounded_time(bad):
-    rw.warmup()
-    for pred, gold in ((bad, "1"), ("1", bad), (bad, bad + "1")):
-        t = time.perf_counter()
-        rw.is_equiv(pred, gold)
-        assert time.perf_counter() - t < rw.TIMEOUT_S + 0.5
-    t = time.perf_counter()
-    rw.grade("\\boxed{" + bad + "}", "1")
-    assert time.perf_counter() - t < rw.TIMEOUT_S + 0.5
+@pytest.mark.parametrize("finished", [True, False])
+def test_answers_inside_a_cut_thinking_block_score_zero(finished):
+    # the template opened <think>; the response never closed it: no problem has an answer,
+    # whether it hit the budget or stopped by itself
+    resp = "Let me think. 1+1=2.\n" + ANSWERS + "Hmm, wait, let me re-check problem 2"
+    assert rw.problem_correctness(resp, ["2", "4"], finished, thinking=True) == [False, False]
+    assert rw.final_answers(resp, 2, finished, thinking=True) == [None, None]
+    # the same text without thinking is an ordinary response and scores
+    assert rw.problem_correctness(resp, ["2", "4"], True, thinking=False) == [True, True]
 
 
-def test_timeout_is_counted_false_and_recovers():
-    rw.warmup()
-    before = rw.STATS["timeouts"]
-    old = rw.TIMEOUT_S
-    rw.TIMEOUT_S = 0.001  # nothing sympy does finishes in 1 ms: a forced timeout
-    try:
-        assert rw.is_equiv("\\sin^2 x + \\cos^2 x", "1") is False
-    finally:
-        rw.TIMEOUT_S = old
-    assert rw.STATS["timeouts"] == before + 1
-    assert rw.is_equiv("\\sin^2 x + \\cos^2 x", "1")  # the worker restarts
+def test_answers_after_the_thinking_count():
+    resp = "1+1=2, 2+2=4\n</think>\n" + ANSWERS
+    assert rw.problem_correctness(resp, ["2", "4"], True, thinking=True) == [True, True]
+    # only after the last </think>; an answer inside the thinking that the final one contradicts loses
+    resp = "Answer 1: \\boxed{3}\n</think> wait </think>\nAnswer 1: \\boxed{2}\nAnswer 2: \\boxed{5}\n"
+    assert rw.problem_correctness(resp, ["2", "4"], True, thinking=True) == [True, False]
+    resp2 = "Answer 1: \\boxed{2}\nAnswer 2: \\boxed{4}\n</think>\nAnswer 1: \\boxed{3}\n"
+    assert rw.problem_correctness(resp2, ["2", "4"], True, thinking=True) == [False, False]
+    # without a thinking prompt a <think>...</think> block in the response is skipped the same way
+    assert rw.problem_correctness(resp2, ["2", "4"], True, thinking=False) == [False, False]
+    # the budget cut applies after the thinking too
+    assert rw.problem_correctness("x\n</think>\n" + ANSWERS[:-1], ["2", "4"], False, thinking=True) == [True, False]
 
 
-def test_works_from_threads():
-    out = []
-    ths = [threading.Thread(target=lambda: out.append(rw.is_equiv("\\sqrt{8}", "2\\sqrt{2}"))) for _ in range(4)]
-    for t in ths:
-        t.start()
-    for t in ths:
-        t.join(10)
-    assert out == [True] * 4
+def test_last_answer_end_waits_for_a_complete_answer():
+    assert rw.last_answer_end("Answer 1: \\boxed{7", 1) is None  # the box is still open
+    assert rw.last_answer_end("Answer 1: \\boxed{74}", 1) == len("Answer 1: \\boxed{74}")
+    assert rw.last_answer_end("Answer 1: \\boxed 5", 1) is None  # "\\boxed 5" may become "\\boxed 52"
+    assert rw.last_answer_end("Answer 10: \\boxed{3}", 1) is None  # not problem 1's line
+    assert rw.last_answer_end("Answer 2: 42", 2) is None and rw.last_answer_end("Answer 2: 42\nx", 2) == 12
+    assert rw.last_answer_end(RESP, 2) == RESP.index("\n### Problem 3") and rw.last_answer_end(RESP, 4) is None
 
 
-def _load(path):
-    with open(path) as f:
-        return [json.loads(x) for x in f if x.strip()]
-
-
-def _real_sets():
-    """(name, [(reference text, gold answer)], grader, required own-answer rate) for each benchmark."""
-    gsm = [(r["answer"], r["answer"].split("####")[-1].strip().replace(",", ""))
-           for r in _load(os.path.join(DATA, "gsm8k/raw/test.jsonl"))]
-    math500 = [(r["solution"], r["answer"]) for r in _load(os.path.join(DATA, "math500/raw/test.jsonl"))]
-    minerva = [(r["solution"], n["answer"]) for r, n in zip(_load(os.path.join(DATA, "minerva/raw/test.jsonl")),
-                                                            _load(os.path.join(DATA, "minerva.jsonl")))]
-    # OlympiadBench's worked solutions state their result in prose (no box, no marker, in 604 of 675
-    # rows), so its reference is the dataset's own final_answer field, as a model would box it
-    olymp = [(f"\\boxed{{{r['final_answer'][0]}}}", n["answer"])
-             for r, n in zip(_load(os.path.join(DATA, "olympiadbench/raw/test.jsonl")),
-                             _load(os.path.join(DATA, "olympiadbench.jsonl")))]
-    return [("gsm8k", gsm, 1.0), ("math500", math500, 0.99), ("minerva", minerva, 0.99), ("olympiadbench", olymp, 0.99)]
-
-
-@pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "gsm8k")), reason="../shared/data not present")
-def test_real_benchmark_references():
-    """A reference graded against its own answer is right; against another problem's, wrong."""
-    report = []
-    for name, rows, need in _real_sets():
-        own = [rw.grade(s, a) for s, a in rows]
-        shift = [(i, (i + 7) % len(rows)) for i in range(len(rows))]
-        # a shifted pair whose gold answers are the same answer is not a false positive
-        fps = [i for i, j in shift if rw.grade(rows[i][0], rows[j][1]) and not rw.is_equiv(rows[j][1], rows[i][1])]
-        misses = [i for i, ok in enumerate(own) if not ok]
-        report.append(f"{name}: own answer {sum(own)}/{len(rows)} (misses at rows {misses[:20]}), "
-                      f"other problem's answer: {len(fps)} false positives {fps[:10]}")
-        print(report[-1])
-        assert sum(own) / len(rows) >= need, report[-1]
-        assert len(fps) / len(rows) <= 0.005, report[-1]
+def test_answer_line_ends():
+    text = "a\nAnswer 1: \\boxed{1}\nq\nAnswer 2: 2"
+    assert rw.answer_line_ends(text, 3) == [text.index("q"), len(text), None]

@@ -8,7 +8,8 @@ import torch
 import grpo
 import sample
 import toy
-from bcr import build_prompt, make_batch
+from bcr import make_batch
+from reward import build_prompt, last_answer_end
 
 
 # the exactness tests also run on a GPU when there is one: there generate() takes the compiled
@@ -25,8 +26,22 @@ def _toy_model(seed=0, sharpen=True, device="cpu"):
     return model.to(device), tok
 
 
+def hf_generate(model, prompts, max_new_tokens, pad, eos_ids, greedy=True):
+    """The reference: transformers' own generate on the same left-padded prompts."""
+    device = next(model.parameters()).device
+    L = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), L), pad, dtype=torch.long, device=device)
+    att = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, L - len(p):] = torch.tensor(p, device=device)
+        att[i, L - len(p):] = 1
+    kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
+    return model.generate(input_ids=ids, attention_mask=att, max_new_tokens=max_new_tokens, pad_token_id=pad,
+                          eos_token_id=eos_ids, **kw)
+
+
 def _hf_greedy(model, prompts, new, pad, eos):
-    out = sample._hf_generate(model, prompts, new, pad, eos)
+    out = hf_generate(model, prompts, new, pad, eos)
     L = max(len(p) for p in prompts)
     rows = []
     for i in range(len(prompts)):
@@ -237,15 +252,28 @@ def test_gpu_memory_is_freed_after_each_rollout():
     assert torch.cuda.memory_allocated() - before < 2**20
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU the bench builds a 1.5B model: run it by hand")
-def test_bench_prints_ours_hf_and_the_forward_ceiling(capsys):
-    import argparse
-    import re
+RESP = "### Problem 1\n1+1=2\nAnswer 1: \\boxed{2}\n### Problem 2\nAnswer 2: \\boxed{5}\n### Problem 3\n3+3=6\nAnswer 3: \\boxed{6}"
 
-    sample.bench(argparse.Namespace(batch=4, prompt_len=8, new_tokens=8, repeat=1))
-    out = capsys.readouterr().out
-    rate = {name: float(v.replace(",", "")) for name, v in re.findall(r"^(ours|HF generate): ([\d,]+) tokens/s", out, re.M)}
-    assert set(rate) == {"ours", "HF generate"} and min(rate.values()) > 0
-    ratio = float(re.search(r"ratio ours/HF: ([\d.]+)x", out).group(1))
-    assert ratio == pytest.approx(rate["ours"] / rate["HF generate"], abs=0.01)
-    assert re.search(r"ceiling for any sampler through this forward: [\d.]+x HF; ours is \d+% of it", out)
+
+def test_stop_at_cuts_what_follows_and_keeps_an_eos():
+    """Rollout.stop_at with BCR's stop rule (the toy's): a response ends once its last answer is complete."""
+    tok = toy.make_tokenizer()
+    texts = [RESP,  # answer 3 then EOS: unchanged
+             RESP + "\n### Problem 4\nx4 = 12 \nAnswer 4: \\boxed{1}",  # writes on past answer 3: cut there
+             RESP[: RESP.rindex("}")]]  # hit the budget inside answer 3: unchanged, still unfinished
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    ids[0] = ids[0] + [tok.eos_token_id]
+    width = max(map(len, ids))
+    comp, lp = torch.full((3, width), tok.pad_token_id), torch.zeros(3, width)
+    for i, x in enumerate(ids):
+        comp[i, : len(x)], lp[i, : len(x)] = torch.tensor(x), -0.5
+    roll = sample.Rollout([[1]] * 3, comp, lp, torch.tensor([len(x) for x in ids]), torch.tensor([True, False, False]),
+                          1, tok.pad_token_id, (tok.eos_token_id,))
+    roll.stop_at(tok, lambda text: last_answer_end(text, 3) is not None)
+    assert roll.texts(tok) == [RESP, RESP, texts[2]]
+    n_resp = len(ids[0]) - 1
+    assert roll.lengths.tolist() == [n_resp + 1, n_resp, len(ids[2])]
+    assert roll.tokens(0)[-1] == tok.eos_token_id and roll.finished.tolist() == [True, True, False]
+    # nothing of the cut tokens is left for the trainer: pad ids and zero log-probs
+    assert (roll.completion_ids[1, n_resp:] == tok.pad_token_id).all() and (roll.logprobs[1, n_resp:] == 0).all()
+    assert roll.logprobs[1, :n_resp].sum().item() == pytest.approx(-0.5 * n_resp)

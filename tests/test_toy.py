@@ -1,10 +1,13 @@
 """The toy world: problems, reference solutions, tokenizer and a short warm start."""
+import functools
+import os
 import random
 
 import pytest
 import torch
 
-import bcr
+import data
+import grader
 import reward
 import toy
 
@@ -62,7 +65,7 @@ def test_reference_solution_scores_one_and_tokenizes_round_trip():
     probs = toy.make_problems(3, "test", 0)
     qs, golds = [p["question"] for p in probs], [p["answer"] for p in probs]
     text = toy.solution_text(qs, golds, random.Random(0))
-    assert bcr.problem_correctness(text, golds, True) == [True, True, True]
+    assert reward.problem_correctness(text, golds, True) == [True, True, True]
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
     # headers, operand names, re-check openings and the numbers of a question are single tokens;
@@ -73,26 +76,52 @@ def test_reference_solution_scores_one_and_tokenizes_round_trip():
          "check again: ", "7", "0", "+", "1", "5"])
     # in the prompt, header k is the same token as in a response; x<k>'s number follows it and
     # y<k>'s number is the third token after it
-    prompt = tok.convert_ids_to_tokens(bcr.build_prompt(tok, ["47 + 38", "12 + 19"]))
+    prompt = tok.convert_ids_to_tokens(reward.build_prompt(tok, ["47 + 38", "12 + 19"]))
     i = prompt.index("### Problem 1\n")
     assert prompt[i - 2:] == ["\n", "\n", "### Problem 1\n", "47 ", "+", " 38", "\n", "\n", "### Problem 2\n", "12 ", "+",
                               " 19", "<|assistant|>"]
     std = toy.solution_text(qs[:1], golds[:1], random.Random(0), style="standard")
-    assert reward.grade(std, golds[0])
+    assert grader.grade(std, golds[0])
 
 
-def test_warm_start_learns_and_saves(tmp_path):
-    # a few steps: the loss falls and the saved model reloads with the same outputs
+def test_warm_start_learns_and_its_cache_reloads(tmp_path, monkeypatch):
+    # a few steps: the loss falls; data.load_model caches the base and reads the same model back
     logs = []
-    model, tok = toy.warm_start(str(tmp_path / "base"), seed=0, steps=24, problems_per_step=4, log=logs.append)
-    first = float(logs[1].split()[4])  # "step 0  N=1  loss X  0s"
-    last = float(logs[-1].split()[4])
-    assert last < first - 1.0, logs
-    from transformers import AutoModelForCausalLM
-
-    again = AutoModelForCausalLM.from_pretrained(str(tmp_path / "base"))
-    x = torch.tensor([bcr.build_prompt(tok, ["12 + 34"])])
+    monkeypatch.chdir(tmp_path)  # the cache lives in out/ of the working directory
+    monkeypatch.setattr(toy, "warm_start", functools.partial(toy.warm_start, steps=24, problems_per_step=4))
+    model, tok = data.load_model("toy", base_seed=5, log=logs.append)
+    assert any("warm-starting from scratch (seed 5)" in m for m in logs)
+    losses = [float(m.split()[4]) for m in logs if m.startswith("  step")]  # "  step 0  N=1  loss X  0s"
+    assert losses[-1] < losses[0] - 1.0, logs
+    assert os.path.exists(os.path.join(data.toy_base_dir(5), "config.json"))
+    logs.clear()
+    again, _ = data.load_model("toy", base_seed=5, log=logs.append)
+    assert logs == [f"base model: cached at {data.toy_base_dir(5)}"]
+    x = torch.tensor([reward.build_prompt(tok, ["12 + 34"])])
     torch.testing.assert_close(again(x).logits, model(x).logits)
+
+
+def test_save_atomic_never_leaves_no_directory(tmp_path, monkeypatch):
+    path = str(tmp_path / "d")
+    data.save_atomic(path, lambda d: (os.makedirs(d), open(os.path.join(d, "f"), "w").write("1")))
+
+    def crash(d):
+        os.makedirs(d)
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        data.save_atomic(path, crash)
+    assert open(os.path.join(path, "f")).read() == "1"  # the old one is intact
+    # killed between moving the old one aside and moving the new one in: the old one is at path.old
+    real_replace = os.replace
+
+    def killed(src, dst):
+        if src.endswith(".tmp"):
+            raise OSError("killed")
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(OSError, match="killed"):
+        data.save_atomic(path, lambda d: (os.makedirs(d), open(os.path.join(d, "f"), "w").write("2")))
+    assert open(os.path.join(path + ".old", "f")).read() == "1"
 
 
 def test_reading_drill_names_each_problems_numbers_in_a_random_order():
