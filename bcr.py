@@ -9,9 +9,8 @@ BCR is GRPO with a different prompt and a different reward (reward.py):
   - reward: the mean over the N problems of per-problem correctness. No length term. A problem
     whose answer is not complete inside the budget scores 0.
 
-Tokens therefore cost something only when they crowd another problem's answer out of the budget:
-an implicit budget. The model learns to drop the reasoning it does not need (re-checks, restated
-results) while keeping the steps that make answers right.
+Tokens cost something only when they crowd another problem's answer out of the budget: an
+implicit budget. The model learns to drop the reasoning it does not need, keeping what it needs.
 
 The loop, one step:
   1. draw P prompts of N problems each; sample G completions per prompt (eval.rollouts); with
@@ -30,16 +29,15 @@ Simplifications, on purpose: one process, one device, rollouts and training alte
 actor); one optimizer step per rollout batch by default (so the policy ratio starts at 1 and
 clipping only matters with --mini-batches > 1); the old policy's log-probs are the sampler's.
 
-`python bcr.py` with no argument runs the embedded toy world (toy.py): warm start if no cached base
-model, evaluate the base model at N = 1..4, train, evaluate again, print the table and write
-scaling.json in the run directory. A run killed at any point continues with --resume.
+`python bcr.py` runs the embedded toy world (toy.py): warm start if no cached base model, evaluate
+the base at N = 1..4, train, evaluate again, print the table, write <out>/scaling.json. A run
+killed at any point continues with --resume.
 """
 import argparse
 import json
 import math
 import os
 import random
-import shutil
 import signal
 import sys
 import time
@@ -52,7 +50,7 @@ import eval as ev
 import grpo
 import reward as rw
 import toy
-from data import DEFAULT_DATA_DIR, load_model, load_problems, save_atomic
+from data import CKPTS, DEFAULT_DATA_DIR, load_checkpoint, load_model, load_problems, save_checkpoint
 
 # STOP_RULE (--stop-at-last-answer, on for the toy, off for the hub presets): without it, BCR taught
 # the toy model to write on after its last answer (a made-up "### Problem 4"). The reward cannot
@@ -185,48 +183,7 @@ def check_args(args):
 
 
 # ---------------------------------------------------------------------------------------------
-# checkpoints: <out>/ckpt holds the model and tokenizer (save_pretrained, in the training dtype)
-# and train_state.pt (step, optimizer with fp32 master weights, RNG states); only the latest is kept
-
-
-def save_checkpoint(run_dir, model, tok, opt, step, rng):
-    path = os.path.join(run_dir, "ckpt")
-    n = sum(p.numel() for p in model.parameters())
-    need = sum(p.numel() * p.element_size() for p in model.parameters()) + (0 if opt.fp32 else 4 * n) + 8 * n
-    free = shutil.disk_usage(run_dir).free
-    if free < 1.1 * need:
-        raise OSError(f"checkpoint at step {step}: about {need / 2**30:.2f} GiB needed in {run_dir}, "
-                      f"{free / 2**30:.2f} GiB free; the previous checkpoint is intact")
-    state = {"step": step, "opt": opt.state_dict(), "py_rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
-             "np_rng": np.random.get_state()}
-
-    def write(d):
-        model.save_pretrained(d)
-        tok.save_pretrained(d)
-        torch.save(state, os.path.join(d, "train_state.pt"))  # written last: a ckpt with it is whole
-    try:
-        save_atomic(path, write)
-    except OSError as e:
-        raise OSError(f"checkpoint at step {step} could not be written ({e}); the previous checkpoint is intact "
-                      f"in {path}") from e
-
-
-CKPTS = ("ckpt", "ckpt.old")  # ckpt.old holds the last checkpoint while a save swaps in a new one
-
-
-def checkpoint_path(run_dir):
-    """The last whole checkpoint: ckpt, or ckpt.old when a save was killed between its two renames."""
-    for d in CKPTS:
-        if os.path.exists(os.path.join(run_dir, d, "train_state.pt")):
-            return os.path.join(run_dir, d)
-    raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}/ckpt")
-
-
-def load_checkpoint(run_dir, device="cpu", dtype="float32"):
-    """(model, tokenizer, train_state) of the last whole checkpoint of a run."""
-    path = checkpoint_path(run_dir)
-    model, tok = load_model(path, device, dtype)
-    return model, tok, torch.load(os.path.join(path, "train_state.pt"), weights_only=False)
+# resume (checkpoints are written and read by data.py)
 
 
 def restore_rng(state, rng):
@@ -328,6 +285,11 @@ def check_context(model, tok, problems, args):
                          f"{args.budget} that exceeds the model's context of {ctx} tokens")
 
 
+def _step_of(line):
+    """The step of a log line; infinity for a line cut by a kill."""
+    return json.loads(line)["step"] if line.endswith("\n") else float("inf")
+
+
 def train(args, model, tok, problems, ref=None, state=None, log=print):
     """BCR training of `model` on `problems`, from checkpoint `state` when resuming. Logs one JSON
     line per step to <out>/log.jsonl; returns the trained model. Ctrl-C stops after the current
@@ -349,15 +311,8 @@ def train(args, model, tok, problems, ref=None, state=None, log=print):
     if args.grad_checkpointing:
         model.gradient_checkpointing_enable()
     log_path = os.path.join(args.out, "log.jsonl")
-    kept = []  # on resume: the records of the steps the checkpoint holds (a killed run may have logged more)
-    if state is not None and os.path.exists(log_path):
-        for line in open(log_path):
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill
-                continue
-            if rec["step"] < start:
-                kept.append(line if line.endswith("\n") else line + "\n")
+    # on resume keep the records of the steps the checkpoint holds (a killed run may have logged more)
+    kept = [line for line in open(log_path) if _step_of(line) < start] if state and os.path.exists(log_path) else []
     with open(log_path + ".tmp", "w") as f:
         f.writelines(kept)
     os.replace(log_path + ".tmp", log_path)

@@ -92,7 +92,8 @@ def bench_sample(args):
             best[name] = min(best[name], _bench_once(fn, device))
     t_ours, t_hf = best["ours"], best["HF generate"]
     toks = batch * new
-    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'} ({torch.get_num_threads()} threads); "
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    print(f"device: {name} ({torch.get_num_threads()} threads); "
           f"model: {what}; batch {batch}, prompt {plen}, new tokens {new}, EOS ignored")
     print(f"ours: {toks / t_ours:,.0f} tokens/s ({t_ours:.2f}s)")
     print(f"HF generate: {toks / t_hf:,.0f} tokens/s ({t_hf:.2f}s)")
@@ -104,7 +105,8 @@ def bench_sample(args):
     if device.type == "cuda":
         # roofline: every decode step reads all weights and, on average, half the final KV cache
         wbytes = sum(p.numel() * p.element_size() for p in model.parameters())
-        kv_per_tok = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * (cfg.hidden_size // cfg.num_attention_heads) * 2
+        head_dim = cfg.hidden_size // cfg.num_attention_heads
+        kv_per_tok = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * 2  # K and V, bf16
         bytes_per_step = wbytes + batch * kv_per_tok * (plen + new / 2)
         x = torch.empty(2**28, dtype=torch.uint8, device=device)
         y = torch.empty_like(x)
@@ -173,7 +175,8 @@ def bench_grpo(args):
                     res[path] = (float("nan"), float("inf"))
                 torch.cuda.empty_cache()
             else:  # a fresh process per measurement: peak RSS is per process
-                out = subprocess.run([sys.executable, os.path.abspath(__file__), "grpo-one", path, str(B), str(T), str(H)],
+                cmd = [sys.executable, os.path.abspath(__file__), "grpo-one", path, str(B), str(T), str(H)]
+                out = subprocess.run(cmd,
                                      capture_output=True, text=True, check=True).stdout.split()
                 base = float(out[2])
                 res[path] = (float(out[0]), float(out[1]) - base)

@@ -8,6 +8,7 @@ data.py: what a run reads, problems and models, from wherever they live.
         spec: "toy" (the cached toy base model, warm-started if absent), a hub id, a local
         directory (a run's checkpoint) or a .gguf file.
     save_atomic(path, write): a directory that is never half written (checkpoints, the toy base).
+    save_checkpoint / load_checkpoint: a training run's last checkpoint, <out>/ckpt.
 
 Every file is checked line by line before any work starts: a bad JSONL line, a missing field or
 an empty file is an error that names the file and the line.
@@ -17,6 +18,7 @@ import os
 import shutil
 
 import huggingface_hub
+import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -148,3 +150,48 @@ def load_model(spec, device="cpu", dtype="float32", base_seed=0, log=print):
     else:
         model, tok = load_pretrained(spec, getattr(torch, dtype))
     return model.to(device=device, dtype=getattr(torch, dtype)).eval(), tok
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints: <out>/ckpt holds the model and tokenizer (save_pretrained, in the training dtype)
+# and train_state.pt (step, optimizer with fp32 master weights, RNG states); only the latest is kept
+
+
+def save_checkpoint(run_dir, model, tok, opt, step, rng):
+    path = os.path.join(run_dir, "ckpt")
+    n = sum(p.numel() for p in model.parameters())
+    need = sum(p.numel() * p.element_size() for p in model.parameters()) + (0 if opt.fp32 else 4 * n) + 8 * n
+    free = shutil.disk_usage(run_dir).free
+    if free < 1.1 * need:
+        raise OSError(f"checkpoint at step {step}: about {need / 2**30:.2f} GiB needed in {run_dir}, "
+                      f"{free / 2**30:.2f} GiB free; the previous checkpoint is intact")
+    state = {"step": step, "opt": opt.state_dict(), "py_rng": rng.getstate(), "torch_rng": torch.get_rng_state(),
+             "np_rng": np.random.get_state()}  # bcr.restore_rng puts the RNG states back
+
+    def write(d):
+        model.save_pretrained(d)
+        tok.save_pretrained(d)
+        torch.save(state, os.path.join(d, "train_state.pt"))  # written last: a ckpt with it is whole
+    try:
+        save_atomic(path, write)
+    except OSError as e:
+        raise OSError(f"checkpoint at step {step} could not be written ({e}); the previous checkpoint is intact "
+                      f"in {path}") from e
+
+
+CKPTS = ("ckpt", "ckpt.old")  # ckpt.old holds the last checkpoint while a save swaps in a new one
+
+
+def checkpoint_path(run_dir):
+    """The last whole checkpoint: ckpt, or ckpt.old when a save was killed between its two renames."""
+    for d in CKPTS:
+        if os.path.exists(os.path.join(run_dir, d, "train_state.pt")):
+            return os.path.join(run_dir, d)
+    raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}/ckpt")
+
+
+def load_checkpoint(run_dir, device="cpu", dtype="float32"):
+    """(model, tokenizer, train_state) of the last whole checkpoint of a run."""
+    path = checkpoint_path(run_dir)
+    model, tok = load_model(path, device, dtype)
+    return model, tok, torch.load(os.path.join(path, "train_state.pt"), weights_only=False)

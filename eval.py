@@ -243,12 +243,14 @@ def write_outputs(results, out_dir, meta):
           [[b, n, r["accuracy"], r["tokens_per_problem"], r["truncation_rate"], r["problems"]]
            for b, res in items for n, r in res["scaling"].items()])
     table("budget_curve.csv", ["N", "budget", "accuracy"],
-          [[b, n, bud, acc] for b, res in items for n, curve in res["budget_curve"].items() for bud, acc in curve.items()])
+          [[b, n, bud, acc] for b, res in items for n, curve in res["budget_curve"].items()
+           for bud, acc in curve.items()])
     table("length_by_correctness.csv", ["N", "which", "count", "mean", "median", "p90"],
           [[b, n, which, s["count"], s["mean"], s["median"], s["p90"]]
            for b, res in items for n, d in res["length_by_correctness"].items() for which, s in d.items()])
     table("batch_vs_single.csv", ["N", "tokens_saved", "accuracy_change"],
-          [[b, n, d["tokens_saved"], d["accuracy_change"]] for b, res in items for n, d in res["batch_vs_single"].items()])
+          [[b, n, d["tokens_saved"], d["accuracy_change"]] for b, res in items
+           for n, d in res["batch_vs_single"].items()])
 
 
 def load_results(d):
@@ -303,7 +305,8 @@ def plot(runs, out_dir):
         budgets = sorted({int(b) for _, r in res for n in ns for b in r["budget_curve"][n]})
         ax.set_xticks(budgets, [str(b) for b in budgets])  # the measured budgets, not powers of two
         ax.minorticks_off()
-        ax.set(xlabel="token budget (whole response)", ylabel="accuracy", ylim=(0, 1.02), title=f"{bench}: budget curve")
+        ax.set(xlabel="token budget (whole response)", ylabel="accuracy", ylim=(0, 1.02),
+               title=f"{bench}: budget curve")
         ax.legend(fontsize=7, ncol=len(res))
         save(fig, f"{bench}_budget_curve.png")
 
@@ -330,14 +333,17 @@ def compare(dir_a, dir_b):
     problem of both, the change in points and in %; an average row per N over the benchmarks."""
     a, b = load_results(dir_a), load_results(dir_b)
     lines = [f"A = {a['meta'].get('model', dir_a)} ({dir_a}),  B = {b['meta'].get('model', dir_b)} ({dir_b})",
-             f"{'benchmark':>14} {'N':>10} | {'acc A':>6} {'acc B':>6} {'d pts':>6} | {'tok A':>8} {'tok B':>8} {'d %':>7}"]
+             f"{'benchmark':>14} {'N':>10} | {'acc A':>6} {'acc B':>6} {'d pts':>6} | "
+             f"{'tok A':>8} {'tok B':>8} {'d %':>7}"]
     benches = [x for x in a["benchmarks"] if x in b["benchmarks"]]
     if not benches:
-        raise ValueError(f"--compare: no benchmark in both runs ({sorted(a['benchmarks'])} vs {sorted(b['benchmarks'])})")
+        raise ValueError(f"--compare: no benchmark in both runs ({sorted(a['benchmarks'])} vs "
+                         f"{sorted(b['benchmarks'])})")
 
     def line(name, n, ra, rb):
         dp = (rb["accuracy"] - ra["accuracy"]) * 100
-        dt = (rb["tokens_per_problem"] / ra["tokens_per_problem"] - 1) * 100 if ra["tokens_per_problem"] else float("nan")
+        ta, tb = ra["tokens_per_problem"], rb["tokens_per_problem"]
+        dt = (tb / ta - 1) * 100 if ta else float("nan")
         return (f"{name:>14} {n:>10} | {ra['accuracy'] * 100:>6.1f} {rb['accuracy'] * 100:>6.1f} {dp:>+6.1f} | "
                 f"{ra['tokens_per_problem']:>8.1f} {rb['tokens_per_problem']:>8.1f} {dt:>+6.1f}%")
 
@@ -376,7 +382,8 @@ def main(argv=None):
     ap.add_argument("--out", default="out/eval", help="run directory (with --compare: where --plot writes)")
     ap.add_argument("--plot", action="store_true", help="also write PNGs (needs matplotlib)")
     ap.add_argument("--stop-at-last-answer", action=argparse.BooleanOptionalAction,
-                    help="end a response once its 'Answer N:' line is complete, as bcr.py does (default: on for the toy)")
+                    help="end a response once its 'Answer N:' line is complete, as bcr.py does "
+                         "(default: on for the toy)")
     ap.add_argument("--thinking", action=argparse.BooleanOptionalAction,
                     help="answers count only after </think> (default: when the chat template opens <think>)")
     ap.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"))

@@ -177,7 +177,8 @@ class MasterAdamW:
     def __init__(self, params, lr, betas=(0.9, 0.999), weight_decay=0.0, eps=1e-8):
         self.params = [p for p in params if p.requires_grad]
         self.fp32 = all(p.dtype == torch.float32 for p in self.params)
-        self.master = self.params if self.fp32 else [p.detach().float().clone().requires_grad_(True) for p in self.params]
+        self.master = self.params if self.fp32 else [p.detach().float().clone().requires_grad_(True)
+                                                     for p in self.params]
         self.opt = torch.optim.AdamW(self.master, lr=lr, betas=betas, weight_decay=weight_decay, eps=eps)
 
     @property

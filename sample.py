@@ -40,7 +40,6 @@ from dataclasses import dataclass
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-
 # ---------------------------------------------------------------------------------------------
 # the cache
 
@@ -221,7 +220,8 @@ def _cache_kwarg(model):
 
 
 def _decode_step(model, cache, ids, mask, pos, cache_kw):
-    return model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{cache_kw: cache}).logits[:, -1]
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **{cache_kw: cache})
+    return out.logits[:, -1]
 
 
 _COMPILED = {}
@@ -247,7 +247,8 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     total = L + max_new_tokens
     limit = getattr(cfg, "max_position_embeddings", None)
     if limit is not None and total > limit:
-        raise ValueError(f"prompt ({L} tokens) + budget ({max_new_tokens}) = {total} exceeds the model's context of {limit}")
+        raise ValueError(f"prompt ({L} tokens) + budget ({max_new_tokens}) = {total} exceeds the model's context "
+                         f"of {limit}")
     gen = torch.Generator(device=device)
     gen.manual_seed(seed if seed is not None else torch.seed())
     use_compile = compile if compile is not None else device.type == "cuda"

@@ -16,14 +16,16 @@ def tok():
 
 
 def test_table_names_the_trained_model_and_its_token_change():
-    res = {"base": {"1": {"accuracy": 0.5, "tokens_per_problem": 80.0}, "3": {"accuracy": 0.2, "tokens_per_problem": 50.0}},
-           "bcr": {"1": {"accuracy": 0.25, "tokens_per_problem": 40.0}, "3": {"accuracy": 0.3, "tokens_per_problem": 55.0}}}
+    def row(acc, tok):
+        return {"accuracy": acc, "tokens_per_problem": tok}
+    res = {"base": {"1": row(0.5, 80.0), "3": row(0.2, 50.0)}, "bcr": {"1": row(0.25, 40.0), "3": row(0.3, 55.0)}}
     out = []
     bcr.print_table(res, [1, 3], bcr.run_label(bcr.parse_args(["--length-penalty", "0.5"])), log=out.append)
     lines = out[0].splitlines()
     assert "lenpen acc" in lines[0] and "BCR" not in lines[0]
     assert lines[2].split()[-1] == "-50.0%" and lines[3].split()[-1] == "+10.0%"  # 80 -> 40, 50 -> 55
-    assert [bcr.run_label(bcr.parse_args(a)) for a in ([], ["--n", "1"], ["--reward", "truncation", "--target-len", "9"])] \
+    flags = ([], ["--n", "1"], ["--reward", "truncation", "--target-len", "9"])
+    assert [bcr.run_label(bcr.parse_args(a)) for a in flags] \
         == ["BCR", "GRPO", "trunc"]
 
 
@@ -111,12 +113,17 @@ def test_a_few_bcr_steps_move_the_reward(tmp_path, tok):
 TIMINGS = ("step_seconds", "rollout_tokens_per_s")
 
 
+def _records(out):
+    """The log records of a run, timings aside."""
+    return [{k: v for k, v in json.loads(x).items() if k not in TIMINGS} for x in open(out / "log.jsonl")]
+
+
 def _run_in_two(out, tok, *extra):
     """--steps 3, then --resume --steps 5 from the checkpoint: (final weights, log records)."""
     bcr.train(_args(out, "--steps", "3", *extra), _eos_likely(toy.make_model(tok), tok), tok, PROBLEMS, **quiet)
-    model, tok2, state = bcr.load_checkpoint(str(out))
+    model, tok2, state = data.load_checkpoint(str(out))
     bcr.train(_args(out, "--steps", "5", "--resume", *extra), model, tok2, PROBLEMS, state=state, **quiet)
-    return model.state_dict(), [{k: v for k, v in json.loads(x).items() if k not in TIMINGS} for x in open(out / "log.jsonl")]
+    return model.state_dict(), _records(out)
 
 
 RESUME_FLAGS = ("--lr", "3e-3", "--length-penalty", "1.0", "--save-every", "10")
@@ -127,7 +134,7 @@ def straight_run(tmp_path_factory, tok):
     out = tmp_path_factory.mktemp("straight")
     model = _eos_likely(toy.make_model(tok), tok)
     bcr.train(_args(out, "--steps", "5", *RESUME_FLAGS), model, tok, PROBLEMS, **quiet)
-    return model.state_dict(), [{k: v for k, v in json.loads(x).items() if k not in TIMINGS} for x in open(out / "log.jsonl")]
+    return model.state_dict(), _records(out)
 
 
 def test_resume_is_exact(tmp_path, tok, straight_run):
@@ -180,15 +187,81 @@ def test_a_gguf_model_trains_and_its_checkpoint_reloads(smollm2, tmp_path):
     from conftest import smollm2_path
 
     jsonl = tmp_path / "d.jsonl"
-    jsonl.write_text("".join(json.dumps({"question": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(3)))
+    rows = [{"question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(3)]
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
     args = bcr.parse_args(["--model", smollm2_path(), "--data", str(jsonl), "--n", "2", "--budget", "6", "--group",
                            "2", "--prompts", "1", "--steps", "1", "--micro-batch", "2", "--no-eval", "--device", "cpu",
                            "--out", str(tmp_path / "run")])
     model, tok = data.load_model(args.model)
     assert not getattr(model, "is_quantized", False)
     model = bcr.train(args, model, tok, data.load_problems(args.data))
-    back, tok2, state = bcr.load_checkpoint(args.out)
+    back, tok2, state = data.load_checkpoint(args.out)
     assert state["step"] == 1 and tok2.eos_token == tok.eos_token
     x = torch.tensor([tok("What is 2 + 2?")["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(model.eval()(x).logits, back.eval()(x).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--budget", "-5"], "--budget -5: must be >= 1 token"),
+    (["--budget", "0"], "--budget 0: must be >= 1 token"),
+    (["--temperature", "0"], "--temperature 0.0: must be > 0 for training"),
+    (["--data", "/nonexistent.jsonl"], "--data '/nonexistent.jsonl': no such file"),
+    (["--group", "1"], "--group 1: must be >= 2"),
+    (["--mini-batches", "0"], "--mini-batches 0: must be between 1 and the 128 rollouts"),
+    (["--preset", "nope"], "--preset 'nope': unknown preset"),
+    (["--resume"], "--resume: no checkpoint in"),
+])
+def test_bad_flags_are_clear_errors_before_any_work(tmp_path, capsys, argv, msg):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as e:
+        bcr.main(argv + ["--out", str(out)])
+    assert e.value.code == 2 and msg in capsys.readouterr().err
+    assert not out.exists()  # nothing ran: not even the run directory
+
+
+def test_presets_list_only_known_keys_and_help_shows_the_toy_defaults(monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        bcr.parse_args(["--help"])
+    assert "--budget BUDGET       max new tokens for the whole response (default: 150)" in capsys.readouterr().out
+    args = bcr.parse_args(["--preset", "r1-1.5b", "--budget", "100"])
+    assert args.budget == 100 and args.lr == 1e-6 and args.dtype == "bfloat16" and args.n == 3
+    monkeypatch.setitem(bcr.PRESETS, "bad", {"budjet": 5})
+    with pytest.raises(SystemExit):
+        bcr.parse_args(["--preset", "bad"])
+    assert "preset 'bad' sets unknown keys ['budjet']" in capsys.readouterr().err
+
+
+def test_every_optimizer_step_of_a_batch_is_logged(tmp_path, tok, monkeypatch):
+    """--mini-batches 2: the log record holds both optimizer steps' statistics, not the last one's."""
+    seen = []
+    real = bcr.grpo.grpo_step
+
+    def spy(*a, **k):
+        seen.append(real(*a, **k))
+        return seen[-1]
+    monkeypatch.setattr(bcr.grpo, "grpo_step", spy)
+    args = _args(tmp_path, "--steps", "1", "--mini-batches", "2", "--length-penalty", "1.0")
+    bcr.train(args, _eos_likely(toy.make_model(tok), tok), tok, PROBLEMS, **quiet)
+    rec = json.loads(open(tmp_path / "log.jsonl").read())
+    assert rec["optimizer_steps"] == 2 and len(seen) == 2
+    assert rec["grad_norm"] == pytest.approx((seen[0]["grad_norm"] + seen[1]["grad_norm"]) / 2)
+    assert rec["ratio_max"] == max(s["ratio_max"] for s in seen)
+
+
+def test_resume_keeps_the_base_model_as_the_kl_reference(tmp_path, tok, monkeypatch):
+    base = tmp_path / "base"
+    model = _eos_likely(toy.make_model(tok), tok)
+    model.save_pretrained(base)
+    tok.save_pretrained(base)
+    flags = ["--model", str(base), "--no-eval", "--beta", "0.1", "--n", "2", "--budget", "24", "--group", "4",
+             "--prompts", "2", "--micro-batch", "8", "--lr", "1e-2", "--length-penalty", "1.0",
+             "--out", str(tmp_path / "run")]
+    bcr.main(flags + ["--steps", "1"])
+    refs, real_train = [], bcr.train
+    monkeypatch.setattr(bcr, "train", lambda *a, **k: refs.append(a[4]) or real_train(*a, **k))
+    bcr.main(flags + ["--steps", "2", "--resume"])
+    trained, _, _ = data.load_checkpoint(str(tmp_path / "run"))
+    ref, sd = refs[0].state_dict(), model.state_dict()
+    assert all(torch.equal(ref[k], sd[k]) for k in sd)  # the reference is the base...
+    assert not all(torch.equal(trained.state_dict()[k], sd[k]) for k in sd)  # ...which the policy has left

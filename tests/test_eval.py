@@ -154,14 +154,16 @@ def test_cli_runs_a_real_model_on_two_benchmarks(smollm2, tmp_path, capsys):
     extra.write_text("".join(json.dumps({"question": f"What is {i} + {i}?", "answer": str(2 * i)}) + "\n"
                              for i in range(4)))
     out = tmp_path / "run"
-    ev.main(["--model", smollm2_path(), "--data-dir", SHARED, "--data", "gsm8k", str(extra), "--problems", "4", "--n", "1", "2",
+    ev.main(["--model", smollm2_path(), "--data-dir", SHARED, "--data", "gsm8k", str(extra), "--problems", "4",
+             "--n", "1", "2",
              "--budget", "8", "--samples", "2", "--out", str(out)])
     res = ev.load_results(str(out))
     assert list(res["benchmarks"]) == ["gsm8k", "mine"] and res["meta"]["problems"] == {"gsm8k": 4, "mine": 4}
     for b in res["benchmarks"].values():
         assert set(b["scaling"]) == {"1", "2", "1-standard"} and list(b["budget_curve"]["2"]) == ["1", "2", "4", "8"]
         assert b["scaling"]["1"]["tokens_per_problem"] <= 8 and b["scaling"]["2"]["tokens_per_problem"] <= 4
-        assert b["scaling"]["2"]["problems"] == 4 and b["scaling"]["2"]["samples"] == 2 and "pass@2" in b["scaling"]["2"]
+        two = b["scaling"]["2"]
+        assert two["problems"] == 4 and two["samples"] == 2 and "pass@2" in two
         assert set(b["batch_vs_single"]) == {"2"}
     capsys.readouterr()
     ev.main(["--compare", str(out), str(out)])

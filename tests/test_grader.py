@@ -38,7 +38,8 @@ EQUAL = [
     # structures
     ("(1,2)", "(1, 2)"), ("[1,2)", "[1, 2)"), ("(-\\infty, 3]", "(-\\infty,3]"), ("\\{1,2,3\\}", "\\{3,1,2\\}"),
     ("1, 2, 3", "3, 2, 1"), ("(0,\\frac{1}{2})", "(0, 0.5)"), ("(1,2)\\cup(3,4)", "(3,4)\\cup(1,2)"),
-    ("y = 2x + 1", "y = 1 + 2x"), ("x+y=1", "1=x+y"), ("\\left[ 2, 5 \\right]", "[2,5]"), ("(3, \\frac{\\pi}{2})", "(3,\\frac{\\pi}{2})"),
+    ("y = 2x + 1", "y = 1 + 2x"), ("x+y=1", "1=x+y"), ("\\left[ 2, 5 \\right]", "[2,5]"),
+    ("(3, \\frac{\\pi}{2})", "(3,\\frac{\\pi}{2})"),
     ("2, -2", "-2, 2"), ("\\{-1, 1\\}", "\\{1,-1\\}"),
 ]
 
@@ -112,7 +113,8 @@ SPLIT = [
     ("<think>Answer 1: \\boxed{3}</think>\nAnswer 1: \\boxed{4}", 1, ["4"]),
     ("<think>Answer 1: \\boxed{3}</think>\nI will not say.", 1, [None]),
     # a final summary block overrides the work
-    ("### Problem 1\nAnswer 1: \\boxed{3}\n### Problem 2\nAnswer 2: \\boxed{4}\nSummary:\nAnswer 1: \\boxed{6}\nAnswer 2: \\boxed{4}",
+    ("### Problem 1\nAnswer 1: \\boxed{3}\n### Problem 2\nAnswer 2: \\boxed{4}\n"
+     "Summary:\nAnswer 1: \\boxed{6}\nAnswer 2: \\boxed{4}",
      2, ["6", "4"]),
     # fallback: last box inside the problem's own section
     ("### Problem 1\nso \\boxed{3}\n### Problem 2\nthus \\boxed{8} no \\boxed{9}", 2, ["3", "9"]),

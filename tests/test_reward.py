@@ -43,7 +43,8 @@ def test_prompt_uses_the_real_chat_template_of_a_hub_tokenizer(smollm2):
     assert not rw.opens_thinking(tok)
 
 
-RESP = "### Problem 1\n1+1=2\nAnswer 1: \\boxed{2}\n### Problem 2\nAnswer 2: \\boxed{5}\n### Problem 3\n3+3=6\nAnswer 3: \\boxed{6}"
+RESP = ("### Problem 1\n1+1=2\nAnswer 1: \\boxed{2}\n### Problem 2\nAnswer 2: \\boxed{5}\n"
+        "### Problem 3\n3+3=6\nAnswer 3: \\boxed{6}")
 
 
 def test_reward_of_n_problem_responses():

@@ -11,7 +11,6 @@ import toy
 from bcr import make_batch
 from reward import build_prompt, last_answer_end
 
-
 # the exactness tests also run on a GPU when there is one: there generate() takes the compiled
 # static-cache path by default, which HF generate then checks
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
@@ -81,7 +80,8 @@ def test_greedy_equals_hf_generate_smollm2(smollm2):
     prompts = [p if isinstance(p, list) else p["input_ids"] for p in prompts]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     for new in (5, 24):
-        ours = sample.generate(model, prompts, 1, new, temperature=0, eos_token_ids=[tok.eos_token_id], pad_token_id=pad)
+        ours = sample.generate(model, prompts, 1, new, temperature=0, eos_token_ids=[tok.eos_token_id],
+                               pad_token_id=pad)
         ref = _hf_greedy(model, prompts, new, pad, [tok.eos_token_id])
         for i in range(len(prompts)):
             assert ours.tokens(i) == ref[i]
@@ -252,7 +252,8 @@ def test_gpu_memory_is_freed_after_each_rollout():
     assert torch.cuda.memory_allocated() - before < 2**20
 
 
-RESP = "### Problem 1\n1+1=2\nAnswer 1: \\boxed{2}\n### Problem 2\nAnswer 2: \\boxed{5}\n### Problem 3\n3+3=6\nAnswer 3: \\boxed{6}"
+RESP = ("### Problem 1\n1+1=2\nAnswer 1: \\boxed{2}\n### Problem 2\nAnswer 2: \\boxed{5}\n"
+        "### Problem 3\n3+3=6\nAnswer 3: \\boxed{6}")
 
 
 def test_stop_at_cuts_what_follows_and_keeps_an_eos():

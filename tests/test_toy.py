@@ -35,7 +35,7 @@ def test_every_line_of_every_solution_evaluates_to_the_answer():
 def test_redundancy_is_random_and_bounded():
     rng = random.Random(1)
     sols = [toy.solution_steps("47 + 38", rng) for _ in range(2000)]
-    counts = [sum(l.startswith(tuple(toy.CHECKS)) for l in sol) for sol in sols]
+    counts = [sum(line.startswith(tuple(toy.CHECKS)) for line in sol) for sol in sols]
     # three computed lines, each re-checked 0..MAX_CHECKS times, uniformly
     assert min(counts) == 0 and max(counts) == 3 * toy.MAX_CHECKS
     assert abs(sum(counts) / len(counts) - 3 * toy.MAX_CHECKS / 2) < 0.2
@@ -72,13 +72,15 @@ def test_reference_solution_scores_one_and_tokenizes_round_trip():
     # the numbers of the computed lines are written digit by digit
     text2 = "### Problem 2\nx2 = 47 \ny2 = 38\n40+30+7+8\ncheck again: 70+15"
     assert tok(text2, add_special_tokens=False)["input_ids"] == tok.convert_tokens_to_ids(
-        ["### Problem 2\n", "x2 = ", "47 ", "\n", "y2 =", " 38", "\n", "4", "0", "+", "3", "0", "+", "7", "+", "8", "\n",
+        ["### Problem 2\n", "x2 = ", "47 ", "\n", "y2 =", " 38", "\n", "4", "0", "+", "3", "0", "+", "7", "+", "8",
+         "\n",
          "check again: ", "7", "0", "+", "1", "5"])
     # in the prompt, header k is the same token as in a response; x<k>'s number follows it and
     # y<k>'s number is the third token after it
     prompt = tok.convert_ids_to_tokens(reward.build_prompt(tok, ["47 + 38", "12 + 19"]))
     i = prompt.index("### Problem 1\n")
-    assert prompt[i - 2:] == ["\n", "\n", "### Problem 1\n", "47 ", "+", " 38", "\n", "\n", "### Problem 2\n", "12 ", "+",
+    assert prompt[i - 2:] == ["\n", "\n", "### Problem 1\n", "47 ", "+", " 38", "\n", "\n", "### Problem 2\n", "12 ",
+                              "+",
                               " 19", "<|assistant|>"]
     std = toy.solution_text(qs[:1], golds[:1], random.Random(0), style="standard")
     assert grader.grade(std, golds[0])
@@ -132,7 +134,7 @@ def test_reading_drill_names_each_problems_numbers_in_a_random_order():
         ids, labels = toy.naming_example(tok, probs, random.Random(seed))
         toks = tok.convert_ids_to_tokens(ids)
         start = toks.index("<|assistant|>") + 1
-        assert all(l == -100 for l in labels[:start]) and labels[start:] == ids[start:]
+        assert all(y == -100 for y in labels[:start]) and labels[start:] == ids[start:]
         assert toks[-1] == "<|end|>"
         # the prompt holds the same blocks as a BCR prompt; every named number is the one there
         prompt, resp = toks[:start], tok.decode(ids[start:-1])
