@@ -336,7 +336,10 @@ def train(args, model, tok, problems, ref=None, state=None, log=print):
                     f"tokens/problem {rec['tokens_per_problem']:.1f}  trunc {rec['truncation_rate']:.2f}  "
                     f"{rec['step_seconds']:.1f}s")
             if (step + 1) % args.save_every == 0 or step == args.steps - 1 or stop:
-                save_checkpoint(args.out, model, tok, opt, step + 1, rng)
+                try:
+                    save_checkpoint(args.out, model, tok, opt, step + 1, rng)
+                except OSError as e:  # a full disk: say so and stop, no traceback
+                    raise SystemExit(f"bcr.py: {e}") from e
             if stop:
                 log(f"interrupted: checkpoint of step {step + 1} in {args.out}/ckpt; continue with --resume")
                 break

@@ -126,8 +126,8 @@ def save_atomic(path, write):
     tmp, old = path.rstrip("/") + ".tmp", path.rstrip("/") + ".old"
     shutil.rmtree(tmp, ignore_errors=True)
     write(tmp)
-    shutil.rmtree(old, ignore_errors=True)
-    if os.path.exists(path):
+    if os.path.exists(path):  # else path.old may hold the only whole copy (an earlier save was killed)
+        shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
@@ -174,9 +174,10 @@ def save_checkpoint(run_dir, model, tok, opt, step, rng):
         torch.save(state, os.path.join(d, "train_state.pt"))  # written last: a ckpt with it is whole
     try:
         save_atomic(path, write)
-    except OSError as e:
+    except OSError as e:  # a full disk, say: free what was written, keep the last whole checkpoint
+        shutil.rmtree(path + ".tmp", ignore_errors=True)
         raise OSError(f"checkpoint at step {step} could not be written ({e}); the previous checkpoint is intact "
-                      f"in {path}") from e
+                      f"in {run_dir}") from e
 
 
 CKPTS = ("ckpt", "ckpt.old")  # ckpt.old holds the last checkpoint while a save swaps in a new one
