@@ -27,7 +27,7 @@ Baselines in the same loop, by flag:
 
 Simplifications, on purpose: one process, one device, rollouts and training alternate (no async
 actor); one optimizer step per rollout batch by default (so the policy ratio starts at 1 and
-clipping only matters with --mini-batches > 1); the old policy's log-probs are the sampler's.
+clipping only matters with --mini-batches > 1).
 
 `python bcr.py` runs the embedded toy world (toy.py): warm start if no cached base model, evaluate
 the base at N = 1..4, train, evaluate again, print the table, write <out>/scaling.json. A run
@@ -62,7 +62,8 @@ from data import CKPTS, DEFAULT_DATA_DIR, load_checkpoint, load_model, load_prob
 # configuration: the toy preset is the argparse defaults; a hub preset lists what it changes, and why
 
 HUB = dict(  # shared by the paper-scale presets
-    data="deepscaler-hub",  # DeepScaleR-Preview: the standard RL set for R1-1.5B models (paper: DeepMath-103K)
+    data="deepmath",  # DeepMath-103K, the paper's training set (data.py drops answers the grader cannot check)
+    group_by="difficulty",  # the paper: groups of N problems of similar difficulty, a fixed list (<out>/groups.json)
     eval_data="math500",  # MATH-500: the paper's main benchmark, and quick to evaluate
     eval_n=[1, 2, 3, 4, 5],  # the paper's task-scaling range
     eval_problems=500, eval_budget=None,
@@ -91,6 +92,8 @@ def build_parser():
     a("--preset", default="toy", help=f"one of {sorted(PRESETS)}; flags override it")
     a("--model", default="toy", help="'toy', a local directory, a .gguf file or a hub id")
     a("--data", default="toy", help="'toy', a .jsonl path (question, answer), a benchmark name or a hub dataset")
+    a("--group-by", default="random", choices=["random", "difficulty"],
+      help="a prompt's N problems: drawn at random, or from a fixed list of groups of similar difficulty")
     a("--data-dir", default=DEFAULT_DATA_DIR, help="where benchmark names are looked up")
     a("--n", type=int, default=3, help="problems per prompt (1 = plain GRPO)")
     a("--budget", type=int, default=toy.BUDGET, help="max new tokens for the whole response")
@@ -215,10 +218,22 @@ def make_batch(roll, pad_id, device):
             "old_logp": old.to(device)}
 
 
+@torch.no_grad()
+def no_grad_logprobs(model, batch, args):
+    """grpo.token_logprobs of the batch's completions, micro-batch by micro-batch, without gradients."""
+    m, keys = args.micro_batch, ("input_ids", "attention_mask", "completion_mask")
+    return torch.cat([grpo.token_logprobs(model, *(batch[k][s:s + m] for k in keys), args.temperature,
+                                          fused=args.fused_logprobs)
+                      for s in range(0, batch["input_ids"].shape[0], m)])
+
+
 def train_step(model, ref, tok, opt, problems, rng, step, args):
     """Rollouts, rewards, advantages and GRPO updates. Returns the step's log record."""
     t0 = time.time()
-    groups = [rng.sample(problems, args.n) for _ in range(args.prompts)]
+    if args.group_by == "random":
+        groups = [rng.sample(problems, args.n) for _ in range(args.prompts)]
+    else:  # P groups of the fixed list that data.group_problems made (<out>/groups.json)
+        groups = rng.sample(problems.groups, args.prompts)
     prompts = [rw.build_prompt(tok, [p["question"] for p in g], instruction=args.instruction) for g in groups]
     model.eval()
     roll = ev.rollouts(model, tok, prompts, args.n, args.group, args.budget, args.temperature,
@@ -238,14 +253,15 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     R = torch.tensor(rewards)
     batch = make_batch(roll, tok.pad_token_id, args.device)
     batch["adv"] = grpo.group_advantages(R, args.group, scale_by_std=not args.no_std).to(args.device)
-    if ref is not None:  # the frozen base's log-probs, micro-batched like the trainer's
-        with torch.no_grad():
-            batch["ref_logp"] = torch.cat([
-                grpo.token_logprobs(ref, batch["input_ids"][s:s + args.micro_batch],
-                                    batch["attention_mask"][s:s + args.micro_batch],
-                                    batch["completion_mask"][s:s + args.micro_batch], args.temperature)
-                for s in range(0, R.numel(), args.micro_batch)])
+    # pi_old: the trainer's own forward over the batch before the update, in the micro-batches the update
+    # uses, so that the ratio is exactly 1 on the on-policy step (in bf16 the sampler's log-probs differ:
+    # other kernels and shapes); the sampler's are kept to log the mismatch
+    sampler_logp, real = batch["old_logp"], batch["completion_mask"].bool()
     model.train()
+    batch["old_logp"] = no_grad_logprobs(model, batch, args)
+    mismatch = (batch["old_logp"] - sampler_logp)[real].abs()
+    if ref is not None:  # the frozen base's log-probs, micro-batched the same way
+        batch["ref_logp"] = no_grad_logprobs(ref, batch, args)
     B = R.numel()
     mb = math.ceil(B / args.mini_batches)
     stats = []
@@ -263,6 +279,9 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
         "truncation_rate": 1 - roll.finished.float().mean().item(),
         "zero_var_groups": (R.view(-1, args.group).std(-1) == 0).float().mean().item(),
         **mean, "ratio_max": max(st["ratio_max"] for _, st in stats), "optimizer_steps": len(stats),
+        "on_policy_ratio_dev": max(stats[0][1]["ratio_max"] - 1, 1 - stats[0][1]["ratio_min"]),
+        "sampler_logp_mismatch_mean": mismatch.mean().item() if mismatch.numel() else 0.0,
+        "sampler_logp_mismatch_max": mismatch.max().item() if mismatch.numel() else 0.0,
         "lr": opt.param_groups[0]["lr"], "step_seconds": time.time() - t0,
         "rollout_tokens_per_s": n_tok / max(t_roll, 1e-9),
     }
@@ -374,7 +393,8 @@ def main(argv=None):
     t0 = time.time()
     os.makedirs(args.out, exist_ok=True)
     # the data first: a bad file fails in a second, not after the warm start or the base evaluation
-    problems = load_problems(args.data, args.data_dir, "train", seed=args.base_seed)
+    problems = load_problems(args.data, args.data_dir, "train", seed=args.base_seed, group_by=args.group_by,
+                             group_n=args.n, group_seed=args.seed, groups_path=os.path.join(args.out, "groups.json"))
     test = []
     if not args.no_eval:
         test = load_problems(args.eval_data, args.data_dir, "test", seed=args.base_seed, n=args.eval_problems)

@@ -31,13 +31,17 @@ after "</think>" (reward.final_answers), and tokens are charged to a problem onl
 thinking, which is shared by all N problems and so belongs to none of them.
 """
 import argparse
+import contextlib
 import csv
 import json
 import math
 import os
 import statistics
+import sys
+import time
 
 import torch
+from tqdm import tqdm
 
 import reward as rw
 import sample
@@ -362,8 +366,65 @@ def compare(dir_a, dir_b):
     return "\n".join(lines)
 
 
-def main(argv=None):
+# ---------------------------------------------------------------------------------------------
+# presets and the run: --preset P evaluates as bcr.py's training preset P samples (this file cannot
+# import bcr, which imports it: tests/test_data.py checks that EVAL_PRESETS agrees with bcr.PRESETS)
+
+EVAL_PRESETS = {
+    "toy": {},  # the flags' defaults: float32, T = 1, top-p 1, the toy's budget and stop rule
+    # top-p 0.95 with T = 0.6: what DeepSeek (R1 distills) and Qwen (Qwen3 thinking) recommend for these
+    # models; training samples at top-p 1 (sample.py: the sampler's log-probs are then the policy's)
+    "r1-1.5b": dict(model="deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", data=["math500"], n=[1, 2, 3, 4, 5],
+                    dtype="bfloat16", temperature=0.6, top_p=0.95, budget=5120, stop_at_last_answer=False),
+    "qwen3-4b": dict(model="Qwen/Qwen3-4B-Thinking-2507", data=["math500"], n=[1, 2, 3, 4, 5],
+                     dtype="bfloat16", temperature=0.6, top_p=0.95, budget=8000, stop_at_last_answer=False),
+}
+
+
+def rows_planned(sizes, ns, samples):
+    """Rows (prompts x samples) that evaluate() generates for benchmarks of these sizes: P // N prompts
+    per N, and P for the standard N=1 prompt."""
+    return sum((sum(p // n for n in ns) + p) * samples for p in sizes)
+
+
+@contextlib.contextmanager
+def sampling(top_p, rows, desc="eval", log=print):
+    """For one evaluation run: sample with top-p, and show a progress bar over `rows` rows with the
+    generated tokens/s and the time left (a log line a minute instead when stderr is not a terminal).
+    generate_rows calls this module's rollouts() by name, once per sampler call, the one place that
+    sees every call's tokens: so the run swaps in a rollouts that mirrors it plus both, and puts the
+    original back after."""
+    bar = tqdm(total=rows, desc=desc, unit="row", dynamic_ncols=True, smoothing=0.1,
+               disable=not sys.stderr.isatty() and os.environ.get("BCR_BAR") != "1")
+    plain, t0, seen = rollouts, time.time(), {"tokens": 0, "logged": time.time()}
+
+    def tracked(model, tok, prompts, n, samples, budget, temperature, seed, stop_at_last_answer=False):
+        roll = sample.generate(model, prompts, samples, budget, temperature, top_p=top_p,
+                               eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id, seed=seed)
+        if stop_at_last_answer:
+            roll.stop_at(tok, lambda text: rw.last_answer_end(text, n) is not None)
+        seen["tokens"] += int(roll.lengths.sum())
+        bar.update(len(roll.lengths))
+        speed = seen["tokens"] / max(time.time() - t0, 1e-9)
+        bar.set_postfix_str(f"{speed:.0f} tok/s")
+        if bar.disable and time.time() - seen["logged"] > 60:
+            seen["logged"] = time.time()
+            left = (time.time() - t0) / bar.n * (bar.total - bar.n)
+            log(f"{desc}: {bar.n}/{bar.total} rows, {speed:.0f} tokens/s, about {left / 60:.0f} min left", flush=True)
+        return roll
+
+    globals()["rollouts"] = tracked
+    try:
+        yield bar
+    finally:
+        globals()["rollouts"] = plain
+        bar.close()
+
+
+def build_parser():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="toy", choices=sorted(EVAL_PRESETS),
+                    help="evaluate as this bcr.py preset samples (dtype, T, top-p, budget, stop rule); flags override")
     ap.add_argument("--model", help="'toy', a run's ckpt directory, a hub id or a .gguf path")
     ap.add_argument("--data", nargs="+", default=["toy"],
                     help="one or more of: 'toy', a benchmark name, a .jsonl path, a hub dataset")
@@ -376,6 +437,7 @@ def main(argv=None):
                     help=f"use the first M problems of each benchmark (toy: {toy.EVAL_PROBLEMS})")
     ap.add_argument("--samples", type=int, default=1, help="samples per prompt (k in mean@k, pass@k)")
     ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=1.0, help="sample from the smallest set of tokens of this mass")
     ap.add_argument("--seed", type=int, default=toy.EVAL_SEED)
     ap.add_argument("--base-seed", type=int, default=0, help="--model toy: the warm-start seed of the base model")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -387,7 +449,21 @@ def main(argv=None):
     ap.add_argument("--thinking", action=argparse.BooleanOptionalAction,
                     help="answers count only after </think> (default: when the chat template opens <think>)")
     ap.add_argument("--compare", nargs=2, metavar=("DIR_A", "DIR_B"))
+    return ap
+
+
+def parse_args(argv=None):
+    """(parser, args): flags over the preset over the defaults."""
+    ap = build_parser()
+    ap.set_defaults(**EVAL_PRESETS[ap.parse_known_args(argv)[0].preset])
     args = ap.parse_args(argv)
+    if not 0 < args.top_p <= 1:
+        ap.error(f"--top-p {args.top_p}: must be in (0, 1]")
+    return ap, args
+
+
+def main(argv=None):
+    ap, args = parse_args(argv)
     if args.compare:
         print(compare(*args.compare))
         if args.plot:
@@ -415,14 +491,15 @@ def main(argv=None):
     model, tok = load_model(args.model, device, args.dtype, args.base_seed)
     thinking = rw.opens_thinking(tok) if args.thinking is None else args.thinking
     results = {}
-    for name, problems in data.items():
-        print(f"{args.model} on {name}: {len(problems)} problems, N = {args.n}, budget {budget}, "
-              f"{args.samples} sample(s), T = {args.temperature}", flush=True)
-        results[name] = evaluate(model, tok, problems, args.n, budget, args.temperature, args.samples, args.seed,
-                                 args.budgets, stop, thinking)
-    meta = {"model": args.model, "data": args.data, "budget": budget, "samples": args.samples,
-            "temperature": args.temperature, "seed": args.seed, "problems": {k: len(v) for k, v in data.items()},
-            "stop_at_last_answer": stop, "thinking": thinking}
+    with sampling(args.top_p, rows_planned([len(v) for v in data.values()], args.n, args.samples)):
+        for name, problems in data.items():
+            print(f"{args.model} on {name}: {len(problems)} problems, N = {args.n}, budget {budget}, "
+                  f"{args.samples} sample(s), T = {args.temperature}, top-p {args.top_p}", flush=True)
+            results[name] = evaluate(model, tok, problems, args.n, budget, args.temperature, args.samples,
+                                     args.seed, args.budgets, stop, thinking)
+    meta = {"model": args.model, "preset": args.preset, "data": args.data, "budget": budget, "samples": args.samples,
+            "temperature": args.temperature, "top_p": args.top_p, "dtype": args.dtype, "seed": args.seed,
+            "problems": {k: len(v) for k, v in data.items()}, "stop_at_last_answer": stop, "thinking": thinking}
     write_outputs(results, args.out, meta)
     if args.plot:
         for p in plot([(os.path.basename(os.path.normpath(args.out)), {"benchmarks": results})], args.out):

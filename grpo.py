@@ -158,6 +158,7 @@ def grpo_loss(logp, old_logp, adv, mask, clip_low=0.2, clip_high=0.28, ref_logp=
             "clip_frac": ((is_clipped.float() * mask).sum() / n).item(),
             "ratio_mean": r.mean().item() if r.numel() else 1.0,
             "ratio_max": r.max().item() if r.numel() else 1.0,
+            "ratio_min": r.min().item() if r.numel() else 1.0,
             "approx_kl_old": (((logp - old_logp) ** 2 * 0.5 * mask).sum() / n).item(),
             "kl_ref": ((kl * mask).sum() / n).item() if kl is not None else 0.0,
         }
@@ -226,7 +227,7 @@ def accumulate_gradients(model, batch, micro_batch_size, clip_low=0.2, clip_high
     B = batch["input_ids"].shape[0]
     cmask = batch["completion_mask"]
     total_tokens, max_len = float(cmask.sum()), (max_len if max_len is not None else cmask.shape[1])
-    stats = {"loss": 0.0, "ratio_max": 0.0}
+    stats = {"loss": 0.0, "ratio_max": 0.0, "ratio_min": float("inf")}
     for s in range(0, B, micro_batch_size):
         sl = slice(s, min(s + micro_batch_size, B))
         logp = token_logprobs(model, batch["input_ids"][sl], batch["attention_mask"][sl], cmask[sl], temperature,
@@ -239,6 +240,7 @@ def accumulate_gradients(model, batch, micro_batch_size, clip_low=0.2, clip_high
         for k in ("clip_frac", "ratio_mean", "approx_kl_old", "kl_ref"):
             stats[k] = stats.get(k, 0.0) + st[k] * (sl.stop - sl.start) / B
         stats["ratio_max"] = max(stats["ratio_max"], st["ratio_max"])
+        stats["ratio_min"] = min(stats["ratio_min"], st["ratio_min"])
     return stats
 
 

@@ -11,8 +11,9 @@ The prompt holds N problems in one user turn, under one instruction:
     ### Problem N
     <question N>
 
-The response answers them in order; problem k's answer is the last "Answer k:" line (its box, or
-the bare text), failing that the last box inside its "### Problem k" section (split_answers).
+The response answers them in order; problem k's answer is the last explicit answer written for it
+(an "Answer k:" line, a summary block or table at the end), failing that the last box or answer
+marker inside its own "### Problem k" section (split_answers says every rule).
 
 The reward of one rollout o with golds a_1..a_N, generated under a budget of B new tokens:
 
