@@ -328,7 +328,8 @@ def train(args, model, tok, problems, ref=None, state=None, log=print):
         start = state["step"]
         log(f"resumed at step {start}")
     if args.grad_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers >= 5.2x calls it activation checkpointing; older 5.x only has the old name
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
     log_path = os.path.join(args.out, "log.jsonl")
     # on resume keep the records of the steps the checkpoint holds (a killed run may have logged more)
     kept = [line for line in open(log_path) if _step_of(line) < start] if state and os.path.exists(log_path) else []
@@ -401,8 +402,6 @@ def main(argv=None):
         test = test[: args.eval_problems]
         if max(args.eval_n) > len(test):
             raise SystemExit(f"--eval-n {max(args.eval_n)}: only {len(test)} problems to evaluate on")
-    with open(os.path.join(args.out, "args.json"), "w") as f:
-        json.dump(vars(args), f, indent=1)
     state = None
     if args.resume:  # the checkpoint's weights; the base is loaded again only as the KL reference
         model, tok, state = load_checkpoint(args.out, args.device, args.dtype)
@@ -410,6 +409,8 @@ def main(argv=None):
         model, tok = load_model(args.model, args.device, args.dtype, args.base_seed)
     if args.thinking is None:
         args.thinking = rw.opens_thinking(tok)
+    with open(os.path.join(args.out, "args.json"), "w") as f:
+        json.dump(vars(args), f, indent=1)
     ref = load_model(args.model, args.device, args.dtype, args.base_seed)[0].requires_grad_(False) \
         if args.beta > 0 else None
     evaluate = dict(ns=args.eval_n, budget=args.eval_budget, temperature=args.temperature, seed=toy.EVAL_SEED,
