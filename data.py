@@ -290,7 +290,8 @@ def group_problems(problems, n, seed, path, count=GROUPS, log=print):
             return Grouped(problems, [[by_id[i] for i in g] for g in saved["groups"]])
         log(f"groups: {path} holds other groups (not of N={n} of these problems); making new ones")
     groups = difficulty_groups(problems, n, count, seed)
-    rand = [random.Random(seed).sample(problems, n) for _ in range(count)]
+    rng = random.Random(seed)
+    rand = [rng.sample(problems, n) for _ in range(count)]  # what --group-by random would draw
     s, r = spread(groups), spread(rand)
     with open(path + ".tmp", "w") as f:
         json.dump({"group_by": "difficulty", "n": n, "seed": seed, "spread": s, "random_spread": r,

@@ -344,3 +344,18 @@ def test_eval_preset_runs_every_table_on_a_tiny_thinking_qwen2(tmp_path, monkeyp
 
 def test_rows_planned_counts_what_evaluate_generates():
     assert ev.rows_planned([10], [1, 2, 3, 4, 5], 2) == (10 + 5 + 3 + 2 + 2 + 10) * 2
+
+
+def test_bcr_main_writes_and_reuses_the_groups(tmp_path):
+    base, path, out = str(tmp_path / "base"), str(tmp_path / "d.jsonl"), str(tmp_path / "run")
+    tok = toy.make_tokenizer()
+    toy.make_model(tok).save_pretrained(base)
+    tok.save_pretrained(base)
+    _difficulty_file(path, 30)
+    flags = ["--model", base, "--data", path, "--group-by", "difficulty", "--n", "2", "--budget", "8", "--group", "2",
+             "--prompts", "2", "--steps", "1", "--no-eval", "--device", "cpu", "--out", out]
+    bcr.main(flags)
+    first = json.load(open(os.path.join(out, "groups.json")))
+    assert first["n"] == 2 and len(first["groups"]) == data.GROUPS and first["spread"] < first["random_spread"]
+    bcr.main(flags + ["--seed", "3"])  # a rerun in the same directory keeps the list
+    assert json.load(open(os.path.join(out, "groups.json")))["groups"] == first["groups"]
