@@ -2,8 +2,13 @@
 eval.py: measure what BCR claims, on any Hugging Face model and any benchmark.
 
     python eval.py --model PATH_OR_HUB_ID --data NAME_OR_JSONL [NAME ...] [--n 1 2 3 4 5] [--budget B]
-                   [--samples K] [--out DIR] [--plot]
+                   [--samples K] [--temperature T] [--top-p P] [--out DIR] [--plot]
+    python eval.py --preset r1-1.5b [--model PATH]   # sample as bcr.py's preset trains (EVAL_PRESETS)
     python eval.py --compare DIR_A DIR_B [--plot --out DIR]
+
+A benchmark name is read from --data-dir (its normalised file, or a folder in the hub's layout),
+else downloaded from the hub and cached (data.py). A tqdm bar shows rows done, tokens/s and the
+time left (a log line a minute when stderr is not a terminal).
 
 Tables, per benchmark (all written to DIR as results.json and CSV files):
   - task scaling: for each N, accuracy, generated tokens per problem (response tokens / N) and the
@@ -388,15 +393,15 @@ def rows_planned(sizes, ns, samples):
 
 
 @contextlib.contextmanager
-def sampling(top_p, rows, desc="eval", log=print):
+def sampling(top_p, rows, desc="eval", log=print, every=60):
     """For one evaluation run: sample with top-p, and show a progress bar over `rows` rows with the
     generated tokens/s and the time left (a log line a minute instead when stderr is not a terminal).
     generate_rows calls this module's rollouts() by name, once per sampler call, the one place that
     sees every call's tokens: so the run swaps in a rollouts that mirrors it plus both, and puts the
-    original back after."""
+    original back after. `every`: seconds between log lines."""
     bar = tqdm(total=rows, desc=desc, unit="row", dynamic_ncols=True, smoothing=0.1,
                disable=not sys.stderr.isatty() and os.environ.get("BCR_BAR") != "1")
-    plain, t0, seen = rollouts, time.time(), {"tokens": 0, "logged": time.time()}
+    plain, t0, seen = rollouts, time.time(), {"rows": 0, "tokens": 0, "logged": time.time()}
 
     def tracked(model, tok, prompts, n, samples, budget, temperature, seed, stop_at_last_answer=False):
         roll = sample.generate(model, prompts, samples, budget, temperature, top_p=top_p,
@@ -404,13 +409,14 @@ def sampling(top_p, rows, desc="eval", log=print):
         if stop_at_last_answer:
             roll.stop_at(tok, lambda text: rw.last_answer_end(text, n) is not None)
         seen["tokens"] += int(roll.lengths.sum())
-        bar.update(len(roll.lengths))
+        seen["rows"] += len(roll.lengths)
+        bar.update(len(roll.lengths))  # a disabled bar counts nothing: seen["rows"] does
         speed = seen["tokens"] / max(time.time() - t0, 1e-9)
         bar.set_postfix_str(f"{speed:.0f} tok/s")
-        if bar.disable and time.time() - seen["logged"] > 60:
+        if bar.disable and time.time() - seen["logged"] >= every:
             seen["logged"] = time.time()
-            left = (time.time() - t0) / bar.n * (bar.total - bar.n)
-            log(f"{desc}: {bar.n}/{bar.total} rows, {speed:.0f} tokens/s, about {left / 60:.0f} min left", flush=True)
+            left = (time.time() - t0) / seen["rows"] * max(rows - seen["rows"], 0)
+            log(f"{desc}: {seen['rows']}/{rows} rows, {speed:.0f} tokens/s, about {left / 60:.1f} min left")
         return roll
 
     globals()["rollouts"] = tracked

@@ -28,17 +28,34 @@ the T=1 log-probs.
 
 GPU fast path: the same loop, with the decode step compiled by torch.compile(mode="reduce-overhead")
 so that it is replayed as a CUDA graph (static shapes: attention reads every slot of the
-preallocated cache and the mask hides the unused ones; the cache is sized in multiples of
-SLOT_BUCKET slots, so that one compiled step serves rollouts whose prompts differ in length;
-finished rows stay in the batch, as PAD). On the CPU the step runs eagerly, attention reads only
-the slots written so far and finished rows leave the batch; read that path first. Tests run the
-GPU path's static cache and its compiled step on the CPU.
+preallocated cache and the mask hides the unused ones; finished rows stay in the batch, as PAD).
+On the CPU the step runs eagerly, attention reads only the slots written so far and finished rows
+leave the batch; read that path first. Tests run the GPU path's static cache and its compiled step
+on the CPU. Three things keep the GPU path within the device and fast (issue #17):
+  - row chunks: B rows that would not fit are rolled out max_rows at a time (the G samples of a
+    prompt stay in one chunk); the caller passes max_rows (memory.py plans it), else on CUDA it
+    comes from the free memory (rows_that_fit);
+  - grouped attention: with G_q query heads per KV head (12/2 in R1-1.5B), the compiled step must
+    read each KV head once. transformers' SDPA path copies K and V to every query head while
+    compiling (repeat_kv: 6x the KV bytes per step); grouped_sdpa, registered with transformers'
+    AttentionInterface, folds the G_q query heads of a KV head into G_q query rows instead;
+  - a bounded set of shapes: each (rows, slots) shape is one compiled graph. Rows are padded to a
+    power of two, slots to a multiple of SLOT_BUCKET, and at most MAX_SHAPES shapes are compiled
+    per model; past that a rollout runs in the smallest compiled shape that holds it. torch's own
+    limit (recompile_limit, 8) would otherwise switch the step to eager without a word.
 """
 import inspect
+import warnings
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from transformers.cache_utils import Cache, CacheLayerMixin
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 # ---------------------------------------------------------------------------------------------
 # the cache
@@ -127,6 +144,98 @@ class KVCache(Cache):
         for layer in self.layers:
             for t in (layer.keys, layer.values, layer.offset):
                 torch._dynamo.mark_static_address(t)
+
+
+# ---------------------------------------------------------------------------------------------
+# attention for the decode step: grouped KV heads, read as they are
+
+
+def grouped_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
+    """transformers' SDPA attention, except for one query token with grouped KV heads (decode).
+
+    With g = query heads / KV heads, query head i reads KV head i // g (repeat_kv's order). For one
+    query token, the g query heads of KV head h become g query *rows* of head h:
+        q [B, Hq, 1, d] -> [B, Hkv, g, d],  out = SDPA(q, K [B, Hkv, S, d], V) -> [B, Hq, 1, d]
+    so every K/V byte is read once per step. transformers' own SDPA path does this only when not
+    compiling; under torch.compile it repeats K and V to all Hq heads, g times the bytes (g = 6 for
+    R1-1.5B: ~285 GB instead of ~26 GB a step at 64 rows x 6k slots). The same function runs
+    eagerly and compiled, so the two give the same numbers. Prefill and training (several query
+    tokens) go to transformers' SDPA unchanged."""
+    g = getattr(module, "num_key_value_groups", 1)
+    if g == 1 or query.shape[2] != 1 or kwargs.get("position_bias") is not None or kwargs.get("softcap"):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      is_causal=is_causal, **kwargs)
+    b, hq, _, d = query.shape
+    q = query.reshape(b, hq // g, g, d)
+    mask = attention_mask  # [B, 1, 1, S] broadcasts over heads and rows; a per-head mask is regrouped
+    if mask is not None and mask.shape[1] != 1:
+        mask = mask.reshape(b, hq // g, g, mask.shape[-1])
+    out = F.scaled_dot_product_attention(q, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    return out.reshape(b, hq, 1, value.shape[-1]).transpose(1, 2).contiguous(), None
+
+
+GROUPED = "bcr_grouped_sdpa"  # its name for transformers: the attention function and SDPA's mask
+ALL_ATTENTION_FUNCTIONS.register(GROUPED, grouped_sdpa)
+ALL_MASK_ATTENTION_FUNCTIONS.register(GROUPED, sdpa_mask)
+
+
+@contextmanager
+def grouped_attention(model):
+    """Run a model that uses SDPA with grouped_sdpa inside the block (only the decode of GQA models
+    changes, see grouped_sdpa); any other attention implementation is left as it is."""
+    cfg = model.config
+    old = cfg._attn_implementation
+    if old == "sdpa":
+        cfg._attn_implementation = GROUPED
+    try:
+        yield
+    finally:
+        cfg._attn_implementation = old
+
+
+# ---------------------------------------------------------------------------------------------
+# sizes: the bytes a rollout holds (memory.py plans with the same functions)
+
+
+def kv_bytes_per_token(cfg, dtype=torch.bfloat16):
+    """K and V of one token in every layer: 2 * layers * KV heads * head_dim * bytes (R1-1.5B in
+    bf16: 2 * 28 * 2 * 128 * 2 = 28 KiB; Qwen3-4B: 2 * 36 * 8 * 128 * 2 = 144 KiB)."""
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    return 2 * cfg.num_hidden_layers * kv_heads * head_dim * torch.finfo(dtype).bits // 8
+
+
+SAMPLING_BYTES_PER_VOCAB = 40  # fp32 [rows, V] tensors alive in one decode step: logits, logits / T,
+# log-softmax, the masked copy, probs (5 x 4 bytes), and as much again for top-k/top-p's sort
+
+
+def row_bytes(cfg, slots, dtype=torch.bfloat16):
+    """What one rollout row holds on the device: its cache (every slot) and the step's fp32
+    [V]-wide sampling tensors."""
+    return slots * kv_bytes_per_token(cfg, dtype) + SAMPLING_BYTES_PER_VOCAB * cfg.vocab_size
+
+
+def slots_for(prompt_len, max_new_tokens, static=True):
+    """Cache slots for a rollout: prompt + budget, rounded up to SLOT_BUCKET on the static path."""
+    total = prompt_len + max_new_tokens
+    return -(-total // SLOT_BUCKET) * SLOT_BUCKET if static else total
+
+
+def pow2_ceil(n):
+    return 1 << max(0, n - 1).bit_length()
+
+
+def rows_that_fit(cfg, slots, num_samples, free_bytes, dtype=torch.bfloat16):
+    """The largest row chunk that fits free_bytes: a power of two (the row counts a compiled step is
+    built for) that holds at least one group of num_samples; 0 when not even that fits."""
+    n = int(free_bytes // row_bytes(cfg, slots, dtype))
+    return 0 if n < pow2_ceil(num_samples) else 1 << (n.bit_length() - 1)
+
+
+def _free_bytes(device):
+    """Free device memory now, less 10% for the allocator's fragments and the step's temporaries."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free * 0.9) + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,19 +333,64 @@ def _decode_step(model, cache, ids, mask, pos, cache_kw):
     return out.logits[:, -1]
 
 
-_COMPILED = {}
 SLOT_BUCKET = 256  # static cache sizes are multiples of this: one compiled step serves many rollouts
+MAX_SHAPES = 8  # compiled (rows, slots) shapes per model: torch's default recompile_limit
+_COMPILED = {}  # id(model) -> {"step": compiled _decode_step, "shapes": {(rows, slots)}, "model": weakref to it}
+
+
+def _compile(model):
+    """A compiled _decode_step of its own for this model: its own count of compiled shapes (torch's
+    isolate_recompiles), with room for every shape we let it have (recompile_limit), so that the
+    step never runs eagerly because some other caller used up a shared limit."""
+    kw = dict(mode="reduce-overhead", dynamic=False)
+    params = inspect.signature(torch.compile).parameters
+    if "recompile_limit" in params and "isolate_recompiles" in params:
+        kw.update(recompile_limit=2 * MAX_SHAPES, isolate_recompiles=True)  # 2x: slack for a guard failure
+    return torch.compile(_decode_step, **kw)
+
+
+def compiled_shapes(model):
+    """The (rows, slots) shapes compiled so far for this model, as a set (empty if none)."""
+    entry = _COMPILED.get(id(model))
+    return set(entry["shapes"]) if entry and entry["model"]() is model else set()
+
+
+def _compiled_step(model, rows, slots):
+    """(compiled step, rows, slots) to run a rollout of `rows` rows and `slots` slots with: its own
+    shape while fewer than MAX_SHAPES are compiled, else the smallest compiled shape that holds it
+    (extra rows are dummies, extra slots stay masked). A rollout larger than every compiled shape
+    starts a new set, with a warning: each compiled shape keeps its CUDA graphs' memory."""
+    entry = _COMPILED.get(id(model))
+    if entry is None or entry["model"]() is not model:  # (an id can be reused after a model is freed)
+        entry = _COMPILED[id(model)] = {"step": _compile(model), "shapes": set(), "model": weakref.ref(model)}
+    shapes = entry["shapes"]
+    if (rows, slots) not in shapes and len(shapes) >= MAX_SHAPES:
+        cover = [sh for sh in shapes if sh[0] >= rows and sh[1] >= slots]
+        if cover:
+            return (entry["step"], *min(cover, key=lambda sh: sh[0] * sh[1]))
+        warnings.warn(f"sample.generate: a rollout of {rows} rows x {slots} slots is larger than the {len(shapes)} "
+                      f"shapes compiled for this model (MAX_SHAPES); compiling a new set")
+        entry = _COMPILED[id(model)] = {"step": _compile(model), "shapes": set(), "model": weakref.ref(model)}
+    entry["shapes"].add((rows, slots))
+    return entry["step"], rows, slots
 
 
 @torch.no_grad()
 def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0, top_p=1.0, top_k=0,
-             eos_token_ids=None, pad_token_id=None, seed=None, check_every=16, compile=None, static=None):
+             eos_token_ids=None, pad_token_id=None, seed=None, check_every=16, compile=None, static=None,
+             max_rows=None):
     """Sample num_samples completions for each prompt (token-id lists of any lengths).
 
     compile (default: on CUDA) compiles the decode step as a CUDA graph, which needs the static
-    cache; static (default: = compile) alone runs the GPU path's shapes eagerly, as tests on the CPU do."""
+    cache; static (default: = compile) alone runs the GPU path's shapes eagerly, as tests on the CPU do.
+    max_rows: roll out at most this many rows at a time, whole groups of num_samples (at least
+    one group); default: all rows, except on CUDA's static path, where as many as fit the free
+    memory (rows_that_fit). The chunks draw from one random stream, one after the other."""
     if not prompts:
         raise ValueError("generate: no prompts")
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"generate: prompt {i} is empty")
     cfg = model.config
     eos = eos_token_ids if eos_token_ids is not None else cfg.eos_token_id
     eos = [eos] if isinstance(eos, int) else list(eos or [])
@@ -255,17 +409,60 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     static = use_compile if static is None else static
     if use_compile and not static:
         raise ValueError("generate: compile=True needs static=True (a CUDA graph replays the same shapes)")
+    # static: round the slots up, so that rollouts whose longest prompts differ a little have the
+    # same shapes and share one compiled step; the extra slots are never opened in the mask
+    slots = slots_for(L, max_new_tokens, static)
+    if max_rows is None and static and device.type == "cuda":
+        max_rows = rows_that_fit(cfg, slots, G, _free_bytes(device), model.dtype)
+        if max_rows == 0:
+            raise torch.OutOfMemoryError(f"generate: one group of {G} rows x {slots} slots needs "
+                                         f"{row_bytes(cfg, slots, model.dtype) * pow2_ceil(G) / 2**30:.1f} GiB; "
+                                         f"the device has {_free_bytes(device) / 2**30:.1f} GiB free")
+    per = P if max_rows is None else max(1, max_rows // G)  # prompts per chunk
+    kw = dict(temperature=temperature, top_p=top_p, top_k=top_k, eos=eos, pad=pad, gen=gen, check_every=check_every,
+              use_compile=use_compile, static=static)
+    with grouped_attention(model) if static else _nothing():
+        parts = [_rollout(model, prompts[s:s + per], G, max_new_tokens, L, slots, **kw) for s in range(0, P, per)]
+    return parts[0] if len(parts) == 1 else _concat(parts)
+
+
+@contextmanager
+def _nothing():
+    yield
+
+
+def _concat(parts):
+    """One Rollout from the rollouts of consecutive prompt chunks."""
+    T = max(r.completion_ids.shape[1] for r in parts)
+    first = parts[0]
+    return Rollout(
+        prompt_ids=[p for r in parts for p in r.prompt_ids],
+        completion_ids=torch.cat([F.pad(r.completion_ids, (0, T - r.completion_ids.shape[1]), value=first.pad_id)
+                                  for r in parts]),
+        logprobs=torch.cat([F.pad(r.logprobs, (0, T - r.logprobs.shape[1])) for r in parts]),
+        lengths=torch.cat([r.lengths for r in parts]), finished=torch.cat([r.finished for r in parts]),
+        num_samples=first.num_samples, pad_id=first.pad_id, eos_ids=first.eos_ids,
+    )
+
+
+def _rollout(model, prompts, G, max_new_tokens, L, total, temperature, top_p, top_k, eos, pad, gen, check_every,
+             use_compile, static):
+    """One chunk of generate: prompts left-padded to L tokens, a cache of `total` slots."""
+    cfg = model.config
+    device = next(model.parameters()).device
+    P = len(prompts)
+    B = P * G
+    R = B  # rows in the step: on the static path a power of two (dummy rows after the B real ones)
+    step = _decode_step
     if static:
-        # round the slots up, so that rollouts whose longest prompts differ a little have the same
-        # shapes and share one compiled step; the extra slots are never opened in the mask
-        total = -(-total // SLOT_BUCKET) * SLOT_BUCKET
+        R = pow2_ceil(B)
+    if use_compile:
+        step, R, total = _compiled_step(model, R, total)
 
     # 1. prefill the distinct prompts, left-padded
     ids = torch.full((P, L), pad, dtype=torch.long, device=device)
     mask = torch.zeros((P, total), dtype=torch.long, device=device)
     for i, p in enumerate(prompts):
-        if len(p) == 0:
-            raise ValueError(f"generate: prompt {i} is empty")
         ids[i, L - len(p):] = torch.tensor(p, device=device)
         mask[i, L - len(p):L] = 1
     pos = (mask[:, :L].cumsum(-1) - 1).clamp(min=0)
@@ -278,13 +475,14 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     if G > 1:
         cache.repeat_rows(G)
         mask, logits = mask.repeat_interleave(G, 0), logits.repeat_interleave(G, 0)
-    B = P * G
     pos = pos[:, -1:].repeat_interleave(G, 0)  # [B, 1] position of the last prompt token
+    if R > B:  # the static shape's dummy rows: copies of row 0, decoded and thrown away, no draws
+        rows = torch.cat([torch.arange(B, device=device), torch.zeros(R - B, dtype=torch.long, device=device)])
+        cache.keep_rows(rows)
+        mask, pos = mask[rows], pos[rows]
 
-    step = _decode_step
     if use_compile:
         cache.mark_static()  # the buffers the step writes in place keep their addresses: a CUDA graph may replay
-        step = _COMPILED.setdefault(id(model), torch.compile(_decode_step, mode="reduce-overhead", dynamic=False))
 
     # Without the static cache (the CPU default) we hand the model a ready 4D additive mask
     # [B, 1, 1, slots] (0 = attend, the dtype's lowest value = padding); transformers passes a 4D
@@ -326,10 +524,13 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
             if not static and keep.numel() < live.numel():
                 live, tok, pos, mask4 = live[keep], tok[keep], pos[keep], mask4[keep]
                 cache.keep_rows(keep)
+        pos = pos + 1
         if static:  # the other path reads mask4, whose generated slots are already open
             mask[:, L + t] = 1
-        pos = pos + 1
-        logits = step(model, cache, tok[:, None], mask if static else mask4[..., : L + t + 1], pos, cache_kw)
+            x = tok if R == B else torch.cat([tok, tok.new_full((R - B,), pad)])
+            logits = step(model, cache, x[:, None], mask, pos, cache_kw)[:B]
+        else:
+            logits = step(model, cache, tok[:, None], mask4[..., : L + t + 1], pos, cache_kw)
     n = t + 1
     del cache  # the cache lives only for this rollout
     return Rollout(

@@ -9,8 +9,8 @@ import pytest
 import reward as rw
 import toy
 from integrations import common
-from integrations import openrlhf as orl
-from integrations import trl as trl_bcr
+from integrations import openrlhf_bcr as orl
+from integrations import trl_bcr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -42,7 +42,7 @@ def _load_by_path(name):
 
 
 def test_verl_compute_score_is_our_reward():
-    verl = _load_by_path("verl")
+    verl = _load_by_path("verl_bcr")
     assert verl.compute_score("bcr", RECORDED[0][0], '["13", "4"]', {})["score"] == 0.5  # the example
     for response, golds, finished, thinking in RECORDED:
         got = verl.compute_score(data_source="bcr", solution_str=response, ground_truth=json.dumps(golds),
@@ -89,12 +89,12 @@ def test_the_data_writers_rows_hold_bcr_prompts_and_their_golds():
         assert r["content"].startswith("Solve these 3 problems in order.")
         qs = [b.split("\n", 1)[1] for b in r["content"].split("\n\n### Problem ")[1:]]
         assert json.loads(r["answers"]) == [by_q[q] for q in qs]
-    verl_rows = _load_by_path("verl").make_verl_rows(problems, 3, 2)
+    verl_rows = _load_by_path("verl_bcr").make_verl_rows(problems, 3, 2)
     assert verl_rows[0]["reward_model"]["ground_truth"] == common.make_rows(problems, 3, 2)[0]["answers"]
     assert verl_rows[0]["prompt"][0]["role"] == "user" and verl_rows[0]["data_source"] == "bcr"
     assert trl_bcr.bcr_rows(problems, 3, 2)[1]["prompt"][0]["content"] == common.make_rows(problems, 3, 2)[1]["content"]
 
 
-@pytest.mark.parametrize("name", ["verl", "trl", "openrlhf"])
+@pytest.mark.parametrize("name", ["verl_bcr", "trl_bcr", "openrlhf_bcr"])
 def test_no_engine_is_needed_to_import_the_adapters(name):
     _load_by_path(name)  # verl, trl, pandas, datasets are imported only where an engine runs

@@ -1,7 +1,7 @@
 """
-integrations/trl.py: BCR in TRL's GRPOTrainer.
+integrations/trl_bcr.py: BCR in TRL's GRPOTrainer.
 
-    from integrations.trl import bcr_dataset, make_reward_func
+    from integrations.trl_bcr import bcr_dataset, make_reward_func
     train = bcr_dataset(problems, n=3, num_prompts=3000)          # a datasets.Dataset: prompt, answers
     GRPOTrainer(model=..., reward_funcs=make_reward_func(budget=5120), train_dataset=train,
                 args=GRPOConfig(max_completion_length=5120, num_generations=8, ...))

@@ -1,10 +1,10 @@
 """
-integrations/openrlhf.py: BCR in OpenRLHF.
+integrations/openrlhf_bcr.py: BCR in OpenRLHF.
 
-    python integrations/openrlhf.py --data deepscaler-hub --n 3 --prompts 3000 --out bcr_train.jsonl
+    python integrations/openrlhf_bcr.py --data deepscaler-hub --n 3 --prompts 3000 --out bcr_train.jsonl
     ... openrlhf.cli.train_ppo_ray --prompt_data bcr_train.jsonl --input_key prompt --label_key answers
         --apply_chat_template --generate_max_len 5120 --n_samples_per_prompt 8 --advantage_estimator group_norm
-        --remote_rm_url integrations/openrlhf.py
+        --remote_rm_url integrations/openrlhf_bcr.py
 
 OpenRLHF loads reward_func(queries, prompts, labels) from the file given as the remote reward URL;
 a query is the prompt followed by the response (decoded with the chat template), a label our JSON

@@ -1,10 +1,10 @@
 """
-integrations/verl.py: BCR in verl.
+integrations/verl_bcr.py: BCR in verl.
 
-    python integrations/verl.py --data deepscaler-hub --n 3 --prompts 3000 --out bcr_train.parquet
+    python integrations/verl_bcr.py --data deepscaler-hub --n 3 --prompts 3000 --out bcr_train.parquet
     python -m verl.trainer.main_ppo data.train_files=bcr_train.parquet data.max_response_length=5120 \
         actor_rollout_ref.rollout.n=8 algorithm.adv_estimator=grpo \
-        reward.custom_reward_function.path=integrations/verl.py reward.custom_reward_function.name=compute_score
+        reward.custom_reward_function.path=integrations/verl_bcr.py reward.custom_reward_function.name=compute_score
 
 verl calls compute_score(data_source, solution_str, ground_truth, extra_info) for each response,
 with solution_str decoded without special tokens; our rows store the N golds as a JSON list string
