@@ -51,6 +51,7 @@ import grpo
 import reward as rw
 import toy
 from data import CKPTS, DEFAULT_DATA_DIR, load_checkpoint, load_model, load_problems, save_checkpoint
+from report import print_table, run_label
 
 # STOP_RULE (--stop-at-last-answer, on for the toy, off for the hub presets): without it, BCR taught
 # the toy model to write on after its last answer (a made-up "### Problem 4"). The reward cannot
@@ -365,27 +366,6 @@ def train(args, model, tok, problems, ref=None, state=None, log=print):
                 break
     signal.signal(signal.SIGINT, old_handler)
     return model
-
-
-def run_label(args):
-    """What the trained model is called in the printout: BCR or the baseline the flags select."""
-    if args.reward == "truncation":
-        return "trunc"
-    if args.length_penalty:
-        return "lenpen"
-    return "GRPO" if args.n == 1 else "BCR"
-
-
-def print_table(res, ns, label="BCR", log=print):
-    """Base vs trained, per N (res["bcr"] holds the trained model's row, whatever its reward)."""
-    lines = [f"{'N':>2} | {'base acc':>8} {'base tok/prob':>13} | {label + ' acc':>10} {label + ' tok/prob':>14} | "
-             f"{'tokens':>7}", "-" * 68]
-    for n in ns:
-        b, t = res["base"][str(n)], res["bcr"][str(n)]
-        d = (t["tokens_per_problem"] / b["tokens_per_problem"] - 1) * 100
-        lines.append(f"{n:>2} | {b['accuracy']:>8.3f} {b['tokens_per_problem']:>13.1f} | "
-                     f"{t['accuracy']:>10.3f} {t['tokens_per_problem']:>14.1f} | {d:>+6.1f}%")
-    log("\n".join(lines))
 
 
 def main(argv=None):

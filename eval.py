@@ -24,9 +24,8 @@ Tables, per benchmark (all written to DIR as results.json and CSV files):
   - mean@k and pass@k over k samples per prompt (pass@k with the unbiased estimator
     1 - C(n-c, k) / C(n, k)).
 
---plot draws the task-scaling curve, the budget curve and the length histograms (matplotlib,
-optional); with --compare it draws both runs on the same axes. --compare prints the base-vs-trained
-table in the paper's layout (accuracy and tokens per benchmark, changes in points and in %).
+--plot draws the task-scaling curve, the budget curve and the length histograms; --compare prints
+the base-vs-trained table in the paper's layout (report.py).
 
 Also the rollouts that bcr.py trains on: the BCR format with its stop rule (rollouts). The prompt
 builder and the verdicts are reward.py's, the same as in training; data.py loads problems and models.
@@ -37,7 +36,6 @@ thinking, which is shared by all N problems and so belongs to none of them.
 """
 import argparse
 import contextlib
-import csv
 import json
 import math
 import os
@@ -52,14 +50,7 @@ import reward as rw
 import sample
 import toy
 from data import DEFAULT_DATA_DIR, load_model, load_problems
-
-try:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-except ImportError:  # optional: only --plot needs it
-    plt = None
+from report import compare, load_results, plot, write_outputs
 
 # ---------------------------------------------------------------------------------------------
 # rollouts in the BCR format, and the tables
@@ -229,146 +220,6 @@ def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budge
                     "tokens_saved": 1 - multi["tokens_per_problem"] / single["tokens_per_problem"],
                     "accuracy_change": multi["accuracy"] - single["accuracy"]}
     return res
-
-
-# ---------------------------------------------------------------------------------------------
-# output: results.json = {"meta": {...}, "benchmarks": {name: the dict evaluate() returns}}
-
-
-def write_outputs(results, out_dir, meta):
-    """results: {benchmark name: evaluate()'s dict}. Writes results.json and one CSV per table."""
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump({"meta": meta, "benchmarks": results}, f, indent=1)
-
-    def table(name, header, rows):
-        with open(os.path.join(out_dir, name), "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["benchmark"] + header)
-            w.writerows(rows)
-
-    items = results.items()
-    table("scaling.csv", ["N", "accuracy", "tokens_per_problem", "truncation_rate", "problems"],
-          [[b, n, r["accuracy"], r["tokens_per_problem"], r["truncation_rate"], r["problems"]]
-           for b, res in items for n, r in res["scaling"].items()])
-    table("budget_curve.csv", ["N", "budget", "accuracy"],
-          [[b, n, bud, acc] for b, res in items for n, curve in res["budget_curve"].items()
-           for bud, acc in curve.items()])
-    table("length_by_correctness.csv", ["N", "which", "count", "mean", "median", "p90"],
-          [[b, n, which, s["count"], s["mean"], s["median"], s["p90"]]
-           for b, res in items for n, d in res["length_by_correctness"].items() for which, s in d.items()])
-    table("batch_vs_single.csv", ["N", "tokens_saved", "accuracy_change"],
-          [[b, n, d["tokens_saved"], d["accuracy_change"]] for b, res in items
-           for n, d in res["batch_vs_single"].items()])
-
-
-def load_results(d):
-    p = os.path.join(d, "results.json")
-    if not os.path.exists(p):
-        raise FileNotFoundError(f"{p} not found (run eval.py --out {d} first)")
-    with open(p) as f:
-        r = json.load(f)
-    if "benchmarks" not in r:
-        raise ValueError(f"{p}: no 'benchmarks' key; not a results.json written by eval.py")
-    return r
-
-
-def plot(runs, out_dir):
-    """runs: [(label, results.json dict)], one or two (a base and a trained model). Per benchmark:
-    <bench>_task_scaling.png (tokens per problem and accuracy against N), <bench>_budget_curve.png
-    (accuracy against budget, one line per N) and <bench>_lengths.png (histograms of tokens per
-    problem, correct and incorrect, one panel per run and N). Returns the paths written."""
-    if plt is None:
-        print("--plot needs matplotlib, which is optional: pip install matplotlib")
-        return []
-    os.makedirs(out_dir, exist_ok=True)
-    paths, styles = [], ["--", "-"] if len(runs) == 2 else ["-"] * len(runs)
-    benches = [b for b in runs[0][1]["benchmarks"] if all(b in r["benchmarks"] for _, r in runs)]
-
-    def save(fig, name):
-        fig.tight_layout()
-        paths.append(os.path.join(out_dir, name))
-        fig.savefig(paths[-1], dpi=110)
-
-    for bench in benches:
-        res = [(label, r["benchmarks"][bench]) for label, r in runs]
-        ns = [n for n in res[0][1]["scaling"] if n.isdigit()]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.3))
-        for (label, r), ls in zip(res, styles):
-            xs = [int(n) for n in ns]
-            ax1.plot(xs, [r["scaling"][n]["tokens_per_problem"] for n in ns], "o" + ls, label=label)
-            ax2.plot(xs, [r["scaling"][n]["accuracy"] for n in ns], "s" + ls, label=label)
-        ax1.set(xlabel="N (problems per prompt)", ylabel="tokens per problem", title=f"{bench}: tokens per problem")
-        ax2.set(xlabel="N (problems per prompt)", ylabel="accuracy", ylim=(0, 1.02), title=f"{bench}: accuracy")
-        for ax in (ax1, ax2):
-            ax.set_xticks([int(n) for n in ns])
-            ax.legend()
-        save(fig, f"{bench}_task_scaling.png")
-
-        fig, ax = plt.subplots(figsize=(5.5, 3.5))
-        for (label, r), ls in zip(res, styles):
-            for i, n in enumerate(ns):
-                curve = r["budget_curve"][n]
-                ax.plot([int(b) for b in curve], list(curve.values()), "o" + ls, color=f"C{i}", label=f"{label}, N={n}")
-        ax.set_xscale("log", base=2)
-        budgets = sorted({int(b) for _, r in res for n in ns for b in r["budget_curve"][n]})
-        ax.set_xticks(budgets, [str(b) for b in budgets])  # the measured budgets, not powers of two
-        ax.minorticks_off()
-        ax.set(xlabel="token budget (whole response)", ylabel="accuracy", ylim=(0, 1.02),
-               title=f"{bench}: budget curve")
-        ax.legend(fontsize=7, ncol=len(res))
-        save(fig, f"{bench}_budget_curve.png")
-
-        fig, axes = plt.subplots(len(res), len(ns), figsize=(2.6 * len(ns), 2.2 * len(res)), squeeze=False,
-                                 sharex=True)
-        top = max([max(v, default=0) for _, r in res for n in ns for v in r["lengths"][n].values()] + [1])
-        bins = [top * i / 30 for i in range(31)]
-        for row, (label, r) in zip(axes, res):
-            for ax, n in zip(row, ns):
-                ax.hist(r["lengths"][n]["correct"], bins=bins, alpha=0.6, label="correct")
-                ax.hist(r["lengths"][n]["incorrect"], bins=bins, histtype="step", lw=1.5, label="incorrect")
-                ax.set_title(f"{label}, N={n}", fontsize=9)
-                if not any(r["lengths"][n].values()):
-                    ax.text(0.5, 0.5, "no answer lines", transform=ax.transAxes, ha="center", va="center")
-        axes[-1][0].set_xlabel("tokens per problem")
-        axes[0][0].legend(fontsize=7)
-        save(fig, f"{bench}_lengths.png")
-    plt.close("all")
-    return paths
-
-
-def compare(dir_a, dir_b):
-    """Base (A) vs trained (B) in the paper's layout: per benchmark and N, accuracy and tokens per
-    problem of both, the change in points and in %; an average row per N over the benchmarks."""
-    a, b = load_results(dir_a), load_results(dir_b)
-    lines = [f"A = {a['meta'].get('model', dir_a)} ({dir_a}),  B = {b['meta'].get('model', dir_b)} ({dir_b})",
-             f"{'benchmark':>14} {'N':>10} | {'acc A':>6} {'acc B':>6} {'d pts':>6} | "
-             f"{'tok A':>8} {'tok B':>8} {'d %':>7}"]
-    benches = [x for x in a["benchmarks"] if x in b["benchmarks"]]
-    if not benches:
-        raise ValueError(f"--compare: no benchmark in both runs ({sorted(a['benchmarks'])} vs "
-                         f"{sorted(b['benchmarks'])})")
-
-    def line(name, n, ra, rb):
-        dp = (rb["accuracy"] - ra["accuracy"]) * 100
-        ta, tb = ra["tokens_per_problem"], rb["tokens_per_problem"]
-        dt = (tb / ta - 1) * 100 if ta else float("nan")
-        return (f"{name:>14} {n:>10} | {ra['accuracy'] * 100:>6.1f} {rb['accuracy'] * 100:>6.1f} {dp:>+6.1f} | "
-                f"{ra['tokens_per_problem']:>8.1f} {rb['tokens_per_problem']:>8.1f} {dt:>+6.1f}%")
-
-    by_n = {}
-    for bench in benches:
-        sa, sb = a["benchmarks"][bench]["scaling"], b["benchmarks"][bench]["scaling"]
-        for n in sa:
-            if n in sb:
-                lines.append(line(bench, n, sa[n], sb[n]))
-                by_n.setdefault(n, []).append((sa[n], sb[n]))
-    if len(benches) > 1:  # the paper's "Avg." row: plain means over the benchmarks
-        for n, pairs in by_n.items():
-            mean = [{k: statistics.mean(p[i][k] for p in pairs) for k in ("accuracy", "tokens_per_problem")}
-                    for i in (0, 1)]
-            lines.append(line(f"average ({len(pairs)})", n, *mean))
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------

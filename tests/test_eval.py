@@ -7,6 +7,7 @@ import os
 import pytest
 
 import eval as ev
+import report
 import toy
 
 
@@ -136,7 +137,7 @@ def test_plot_writes_the_three_figures_per_benchmark(tmp_path):
 
 
 def test_plot_without_matplotlib_says_how_to_install_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(ev, "plt", None)  # what eval.py holds when "import matplotlib" failed
+    monkeypatch.setattr(report, "plt", None)  # what report.py holds when "import matplotlib" failed
     assert ev.plot([("x", {"benchmarks": {}})], str(tmp_path)) == []
     assert "pip install matplotlib" in capsys.readouterr().out
 

@@ -8,9 +8,8 @@ import pytest
 
 import reward as rw
 import toy
-from integrations import common
+from integrations import common, trl_bcr
 from integrations import openrlhf_bcr as orl
-from integrations import trl_bcr
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

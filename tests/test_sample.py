@@ -278,3 +278,143 @@ def test_stop_at_cuts_what_follows_and_keeps_an_eos():
     # nothing of the cut tokens is left for the trainer: pad ids and zero log-probs
     assert (roll.completion_ids[1, n_resp:] == tok.pad_token_id).all() and (roll.logprobs[1, n_resp:] == 0).all()
     assert roll.logprobs[1, :n_resp].sum().item() == pytest.approx(-0.5 * n_resp)
+
+
+# ---------------------------------------------------------------------------------------------
+# issue #17: grouped KV heads in the compiled step, a bounded set of compiled shapes, row chunks
+
+
+def _gqa_model(seed=0, dtype=torch.bfloat16):
+    """R1-1.5B's attention at a tiny width: 6 query heads per KV head (R1: 12/2), head_dim 32, bf16."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.for_model("qwen2", hidden_size=192, intermediate_size=256, num_hidden_layers=2,
+                               num_attention_heads=6, num_key_value_heads=1, head_dim=32, vocab_size=300,
+                               max_position_embeddings=2048, eos_token_id=299, pad_token_id=0)
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(cfg, dtype=dtype).eval()
+
+
+def _expanded_kv(gm, rows, slots, cfg):
+    """Nodes of a traced step whose value is as large as K or V repeated to every query head."""
+    big = rows * cfg.num_attention_heads * slots * cfg.head_dim
+    return [(str(n.target), tuple(v.shape)) for n in gm.graph.nodes
+            if isinstance(v := n.meta.get("example_value"), torch.Tensor) and v.numel() >= big]
+
+
+def test_compiled_step_reads_grouped_kv_heads_without_expanding_them(monkeypatch):
+    # the graph torch.compile traces for the decode step (what Inductor then compiles) holds no
+    # tensor as large as K/V repeated to all 6 query heads; transformers' SDPA path, traced the
+    # same way, does (repeat_kv), which shows the check would fail on it
+    model = _gqa_model()
+    prompts = [[1, 2, 3], [4, 5, 6, 7]]
+    for grouped in (True, False):
+        graphs = []
+
+        def record(gm, example_inputs):
+            graphs.append(gm)
+            return gm.forward
+        monkeypatch.setattr(sample, "_COMPILED", {})
+        monkeypatch.setattr(sample, "_compile", lambda m: torch.compile(sample._decode_step, backend=record,
+                                                                          dynamic=False))
+        if not grouped:
+            monkeypatch.setattr(sample, "grouped_attention", lambda m: sample._nothing())
+        sample.generate(model, prompts, 2, 4, temperature=0, compile=True)
+        assert len(graphs) == 1
+        expanded = _expanded_kv(graphs[0], 4, sample.SLOT_BUCKET, model.config)
+        assert (expanded == []) == grouped, expanded
+    assert model.config._attn_implementation == "sdpa"  # restored after the rollout
+
+
+def test_grouped_attention_equals_transformers_sdpa_eager_and_compiled():
+    # grouped_sdpa gives transformers' numbers: eager static path vs the non-static path (which
+    # runs transformers' SDPA), and compiled (Inductor, on the CPU) vs eager, on the GQA model
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    model = _gqa_model(dtype=torch.float32)
+    g = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(3, 299, (n,), generator=g).tolist() for n in (5, 12, 1)]
+    kw = dict(temperature=1.0, seed=4, eos_token_ids=[299])
+    ref = sample.generate(model, prompts, 2, 12, static=False, compile=False, **kw)
+    for compile in (False, True):
+        a = sample.generate(model, prompts, 2, 12, static=True, compile=compile, **kw)
+        assert torch.equal(a.completion_ids, ref.completion_ids) and torch.equal(a.lengths, ref.lengths), compile
+        assert torch.allclose(a.logprobs, ref.logprobs, atol=1e-4)
+
+
+def test_compiled_shapes_are_bounded_and_never_fall_back_to_eager(monkeypatch):
+    # more rollout shapes than torch's recompile limit (lowered to 2 here, to keep the test short;
+    # the default is 8): the rollouts run in at most MAX_SHAPES compiled graphs, each compiled
+    # once (torch's graph counter grows by exactly that much: a step that fell back to eager
+    # would not be compiled at all), and every rollout gives the eager tokens
+    from torch._dynamo.utils import counters
+
+    if not (shutil.which("g++") or shutil.which("c++")):
+        pytest.skip("torch.compile on the CPU needs a C++ compiler")
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    monkeypatch.setattr(sample, "MAX_SHAPES", 3)
+    model, tok = _toy_model(seed=4)
+    g = torch.Generator().manual_seed(4)
+    graphs = counters["stats"]["unique_graphs"]
+    # (prompts, samples, budget): rows 2, 8, 4, 8, 2 and slots 256, 512, 256, 256, 512 -> 5 shapes asked
+    cases = [(2, 1, 20), (2, 4, 300), (1, 4, 20), (4, 2, 30), (1, 2, 400)]
+    for P, G, new in cases:
+        prompts = [torch.randint(10, 100, (n,), generator=g).tolist() for n in (3, 9, 5, 7)[:P]]
+        a = sample.generate(model, prompts, G, new, temperature=0, eos_token_ids=[tok.eos_token_id], compile=True)
+        b = sample.generate(model, prompts, G, new, temperature=0, eos_token_ids=[tok.eos_token_id], static=True,
+                            compile=False)
+        assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.lengths, b.lengths)
+    shapes = sample.compiled_shapes(model)
+    assert len(shapes) == sample.MAX_SHAPES == 3, shapes
+    assert counters["stats"]["unique_graphs"] - graphs == len(shapes)
+    # the last two asked for (8, 256) and (2, 512): both ran in a compiled shape that holds them
+    assert all(any(r >= rows and s >= slots for r, s in shapes) for rows, slots in ((8, 256), (2, 512)))
+
+    # the same five shapes through one plain torch.compile: torch runs the shapes past its limit
+    # eagerly, and its graph counter shows it (the check above would have failed)
+    graphs = counters["stats"]["unique_graphs"]
+    monkeypatch.setattr(sample, "MAX_SHAPES", 100)
+    monkeypatch.setattr(sample, "_COMPILED", {})
+    plain = torch.compile(sample._decode_step, backend="eager", dynamic=False)
+    monkeypatch.setattr(sample, "_compile", lambda m: plain)
+    for P, G, new in cases:
+        prompts = [torch.randint(10, 100, (n,), generator=g).tolist() for n in (3, 9, 5, 7)[:P]]
+        sample.generate(model, prompts, G, new, temperature=0, eos_token_ids=[tok.eos_token_id], compile=True)
+    assert len(sample.compiled_shapes(model)) == 5 and counters["stats"]["unique_graphs"] - graphs == 2
+
+
+def test_row_chunks_keep_groups_together_and_pad_rows_to_a_power_of_two():
+    # max_rows splits a rollout into chunks of whole groups; on the static path each chunk's rows
+    # are padded to a power of two with dummy rows that draw nothing: the tokens are those of
+    # one unchunked rollout drawn chunk by chunk from the same stream
+    model, tok = _toy_model(sharpen=False)
+    prompts = [[11, 12, 13], [20, 21], [30, 31, 32, 33], [40]]
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda m, a, kw: sizes.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    a = sample.generate(model, prompts, 3, 10, temperature=0, static=True, compile=False, max_rows=7)
+    hook.remove()
+    assert set(sizes) == {2, 8}  # prefill of 2 prompts, then 6 real rows + 2 dummies per step
+    whole = sample.generate(model, prompts, 3, 10, temperature=0, static=False, compile=False)
+    assert torch.equal(a.lengths, whole.lengths) and a.prompt_ids == whole.prompt_ids
+    for i in range(12):
+        assert a.tokens(i) == whole.tokens(i)
+    # sampled: chunked and unchunked static rollouts draw the same stream when the chunks are
+    # consecutive groups (one generator, rows in the same order)
+    one = sample.generate(model, prompts[:2], 3, 10, temperature=1.0, seed=9, static=True, compile=False)
+    two = sample.generate(model, prompts[:2], 3, 10, temperature=1.0, seed=9, static=True, compile=False, max_rows=3)
+    assert one.completion_ids.shape[0] == two.completion_ids.shape[0] == 6
+
+
+def test_rows_that_fit_is_a_power_of_two_of_whole_groups():
+    from transformers import Qwen2Config
+
+    cfg = Qwen2Config(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                      num_key_value_heads=2, vocab_size=151936)
+    assert sample.kv_bytes_per_token(cfg) == 28 * 1024  # 2 * 28 layers * 2 KV heads * 128 * 2 bytes
+    slots = sample.slots_for(700, 5120)
+    assert slots == 6144
+    per_row = sample.row_bytes(cfg, slots)
+    assert sample.rows_that_fit(cfg, slots, 8, 40 * per_row) == 32
+    assert sample.rows_that_fit(cfg, slots, 8, 8 * per_row) == 8
+    assert sample.rows_that_fit(cfg, slots, 8, 7 * per_row) == 0
+    assert sample.rows_that_fit(cfg, slots, 6, 7 * per_row) == 0  # a group of 6 runs as 8 rows
