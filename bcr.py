@@ -46,11 +46,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import ddp
 import eval as ev
 import grpo
+import memory
 import reward as rw
 import toy
-from data import CKPTS, DEFAULT_DATA_DIR, load_checkpoint, load_model, load_problems, save_checkpoint
+from data import CKPTS, DEFAULT_DATA_DIR, check_context, load_checkpoint, load_model, load_problems, save_checkpoint
 from report import print_table, run_label
 
 # STOP_RULE (--stop-at-last-answer, on for the toy, off for the hub presets): without it, BCR taught
@@ -133,6 +135,8 @@ def build_parser():
     a("--out", default=None, help="run directory (default out/<preset>)")
     a("--resume", action="store_true", help="continue from <out>/ckpt")
     a("--device", default=None, help="default: cuda if available, else cpu")
+    a("--plan", action="store_true", help="print the memory plan (memory.py) from the model's config and exit")
+    a("--gpu-mem", type=float, default=None, help="GiB the run may use on the GPU (default: its free memory)")
     return ap
 
 
@@ -151,6 +155,7 @@ def parse_args(argv=None):
     args.out = args.out or os.path.join("out", args.preset)
     args.eval_budget = args.eval_budget or args.budget
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    args.rank, args.world = 0, int(os.environ.get("WORLD_SIZE", "1"))  # torchrun sets WORLD_SIZE (ddp.py)
     for err in check_args(args):
         ap.error(err)
     return args
@@ -179,6 +184,8 @@ def check_args(args):
     for flag, v in (("--data", args.data), ("--eval-data", args.eval_data), ("--model", args.model)):
         if v.endswith((".json", ".jsonl", ".gguf")) and not os.path.exists(v):
             errs.append(f"{flag} {v!r}: no such file")
+    if args.world > 1 and (args.prompts % args.world or args.mini_batches != 1):
+        errs.append(f"--prompts {args.prompts} over {args.world} processes: must divide evenly, with --mini-batches 1")
     if args.fused_logprobs and grpo.triton is None:
         errs.append("--fused-logprobs needs triton: pip install triton")
     if args.resume and not any(os.path.exists(os.path.join(args.out, d, "train_state.pt")) for d in CKPTS):
@@ -235,10 +242,13 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
         groups = [rng.sample(problems, args.n) for _ in range(args.prompts)]
     else:  # P groups of the fixed list that data.group_problems made (<out>/groups.json)
         groups = rng.sample(problems.groups, args.prompts)
+    mine = ddp.share(range(args.prompts), args.rank, args.world)  # this rank's prompts (all of them: one process)
+    groups = [groups[i] for i in mine]
     prompts = [rw.build_prompt(tok, [p["question"] for p in g], instruction=args.instruction) for g in groups]
     model.eval()
-    roll = ev.rollouts(model, tok, prompts, args.n, args.group, args.budget, args.temperature,
-                       args.seed * 1_000_003 + step, args.stop_at_last_answer)
+    seeds = [(args.seed * 1_000_003 + step) * 4096 + i for i in mine]  # per prompt: the same on any rank
+    roll = ev.rollouts(model, tok, prompts, args.n, args.group, args.budget, args.temperature, seeds,
+                       args.stop_at_last_answer)
     t_roll = time.time() - t0
     rewards, correct_all, answered = [], [], []
     for i, text in enumerate(roll.texts(tok)):
@@ -263,26 +273,35 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     mismatch = (batch["old_logp"] - sampler_logp)[real].abs()
     if ref is not None:  # the frozen base's log-probs, micro-batched the same way
         batch["ref_logp"] = no_grad_logprobs(ref, batch, args)
-    B = R.numel()
+    B, B_all = R.numel(), ddp.total(R.numel())
     mb = math.ceil(B / args.mini_batches)
     stats = []
     for s in range(0, B, mb):  # --mini-batches > 1: several optimizer steps per rollout batch
         sub = {k: v[s:s + mb] for k, v in batch.items()}
+        totals = (ddp.total(sub["completion_mask"].sum().item()), ddp.total(len(sub["adv"])))  # all ranks'
         st = grpo.grpo_step(model, opt, sub, args.micro_batch, args.clip_low, args.clip_high, args.beta, args.agg,
-                            max_len=args.budget, temperature=args.temperature, fused=args.fused_logprobs)
-        stats.append((len(sub["adv"]) / B, st))
+                            max_len=args.budget, temperature=args.temperature, fused=args.fused_logprobs,
+                            totals=totals, sum_grads=ddp.sum_grads)
+        stats.append((len(sub["adv"]) / B_all, st))  # weights summing to 1 over mini-batches and ranks
     model.eval()
-    mean = {k: sum(w * st[k] for w, st in stats) for k in ("clip_frac", "kl_ref", "approx_kl_old", "grad_norm")}
-    n_tok = int(roll.lengths.sum())
+    # the record of the whole batch: every rank's rows (one process: its own), then means over them
+    parts = ddp.gather({"reward": rewards, "accuracy": correct_all, "answered": answered, "stats": stats,
+                        "length": roll.lengths.tolist(), "finished": roll.finished.tolist(),
+                        "mismatch": mismatch.tolist()})
+    every = {k: [x for p in parts for x in p[k]] for k in parts[0]}
+    R, mism, n_tok = torch.tensor(every["reward"]), torch.tensor(every["mismatch"] or [0.0]), sum(every["length"])
+    mean = {k: sum(w * st[k] for w, st in every["stats"]) for k in ("clip_frac", "kl_ref", "approx_kl_old",
+                                                                     "grad_norm")}
+    first = [p["stats"][0][1] for p in parts]  # each rank's first (on-policy) optimizer step
     return {
-        "step": step, "reward": R.mean().item(), "accuracy": float(np.mean(correct_all)),
-        "answered": float(np.mean(answered)), "tokens_per_problem": n_tok / (B * args.n),
-        "truncation_rate": 1 - roll.finished.float().mean().item(),
+        "step": step, "reward": R.mean().item(), "accuracy": float(np.mean(every["accuracy"])),
+        "answered": float(np.mean(every["answered"])),
+        "tokens_per_problem": n_tok / (R.numel() * args.n),
+        "truncation_rate": 1 - float(np.mean(every["finished"])),
         "zero_var_groups": (R.view(-1, args.group).std(-1) == 0).float().mean().item(),
-        **mean, "ratio_max": max(st["ratio_max"] for _, st in stats), "optimizer_steps": len(stats),
-        "on_policy_ratio_dev": max(stats[0][1]["ratio_max"] - 1, 1 - stats[0][1]["ratio_min"]),
-        "sampler_logp_mismatch_mean": mismatch.mean().item() if mismatch.numel() else 0.0,
-        "sampler_logp_mismatch_max": mismatch.max().item() if mismatch.numel() else 0.0,
+        **mean, "ratio_max": max(st["ratio_max"] for _, st in every["stats"]), "optimizer_steps": len(stats),
+        "on_policy_ratio_dev": max(max(st["ratio_max"] - 1, 1 - st["ratio_min"]) for st in first),
+        "sampler_logp_mismatch_mean": mism.mean().item(), "sampler_logp_mismatch_max": mism.max().item(),
         "lr": opt.param_groups[0]["lr"], "step_seconds": time.time() - t0,
         "rollout_tokens_per_s": n_tok / max(t_roll, 1e-9),
     }
@@ -290,19 +309,6 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
 
 # ---------------------------------------------------------------------------------------------
 # the whole run
-
-
-def check_context(model, tok, problems, args):
-    """The longest prompt of N problems plus the budget must fit the model's context."""
-    ctx = getattr(model.config, "max_position_embeddings", None)
-    if ctx is None:
-        return
-    lengths = [len(x) for x in tok([p["question"] for p in problems], add_special_tokens=False)["input_ids"]]
-    longest = sorted(range(len(problems)), key=lengths.__getitem__)[-args.n:]
-    n_prompt = len(rw.build_prompt(tok, [problems[i]["question"] for i in longest], instruction=args.instruction))
-    if n_prompt + args.budget > ctx:
-        raise ValueError(f"the longest prompt of N={args.n} problems takes {n_prompt} tokens; with --budget "
-                         f"{args.budget} that exceeds the model's context of {ctx} tokens")
 
 
 def _step_of(line):
@@ -317,7 +323,7 @@ def train(args, model, tok, problems, ref=None, state=None, log=print):
     os.makedirs(args.out, exist_ok=True)
     if args.n > len(problems):
         raise ValueError(f"--n {args.n} is larger than the {len(problems)} training problems")
-    check_context(model, tok, problems, args)
+    check_context(model, tok, problems, args.n, args.budget, args.instruction)
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -331,12 +337,12 @@ def train(args, model, tok, problems, ref=None, state=None, log=print):
     if args.grad_checkpointing:
         # transformers >= 5.2x calls it activation checkpointing; older 5.x only has the old name
         getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()
-    log_path = os.path.join(args.out, "log.jsonl")
-    # on resume keep the records of the steps the checkpoint holds (a killed run may have logged more)
-    kept = [line for line in open(log_path) if _step_of(line) < start] if state and os.path.exists(log_path) else []
-    with open(log_path + ".tmp", "w") as f:
-        f.writelines(kept)
-    os.replace(log_path + ".tmp", log_path)
+    log_path = os.path.join(args.out, "log.jsonl") if args.rank == 0 else os.devnull  # rank 0 logs and saves
+    if args.rank == 0:  # on resume keep the records of the steps the checkpoint holds (a kill may have logged more)
+        kept = [x for x in open(log_path) if _step_of(x) < start] if state and os.path.exists(log_path) else []
+        with open(log_path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(log_path + ".tmp", log_path)
     stop = []  # Ctrl-C: finish the step, save, stop; a second Ctrl-C stops at once
 
     def on_sigint(*_):
@@ -344,7 +350,7 @@ def train(args, model, tok, problems, ref=None, state=None, log=print):
         signal.signal(signal.SIGINT, old_handler)
     old_handler = signal.signal(signal.SIGINT, on_sigint)
     bar = tqdm(range(start, args.steps), desc="BCR", initial=start, total=args.steps, dynamic_ncols=True,
-               disable=not sys.stderr.isatty() and os.environ.get("BCR_BAR") != "1")
+               disable=args.rank > 0 or not sys.stderr.isatty() and os.environ.get("BCR_BAR") != "1")
     with open(log_path, "a") as logf:
         for step in bar:
             rec = train_step(model, ref, tok, opt, problems, rng, step, args)
@@ -352,16 +358,17 @@ def train(args, model, tok, problems, ref=None, state=None, log=print):
             logf.flush()
             bar.set_postfix(reward=f"{rec['reward']:.3f}", acc=f"{rec['accuracy']:.3f}",
                             tok=f"{rec['tokens_per_problem']:.1f}", trunc=f"{rec['truncation_rate']:.2f}")
-            if bar.disable and (step % 5 == 0 or step == args.steps - 1):  # no live bar: log lines instead
+            stopping = ddp.total(len(stop)) > 0  # every rank stops after the same step
+            if bar.disable and args.rank == 0 and (step % 5 == 0 or step == args.steps - 1):  # no bar: log lines
                 log(f"step {step:4d}  reward {rec['reward']:.3f}  acc {rec['accuracy']:.3f}  "
                     f"tokens/problem {rec['tokens_per_problem']:.1f}  trunc {rec['truncation_rate']:.2f}  "
                     f"{rec['step_seconds']:.1f}s")
-            if (step + 1) % args.save_every == 0 or step == args.steps - 1 or stop:
+            if ((step + 1) % args.save_every == 0 or step == args.steps - 1 or stopping) and args.rank == 0:
                 try:
                     save_checkpoint(args.out, model, tok, opt, step + 1, rng)
                 except OSError as e:  # a full disk: say so and stop, no traceback
                     raise SystemExit(f"bcr.py: {e}") from e
-            if stop:
+            if stopping:
                 log(f"interrupted: checkpoint of step {step + 1} in {args.out}/ckpt; continue with --resume")
                 break
     signal.signal(signal.SIGINT, old_handler)
@@ -370,33 +377,44 @@ def train(args, model, tok, problems, ref=None, state=None, log=print):
 
 def main(argv=None):
     args = parse_args(argv)
+    if memory.check_run(args):  # --plan: print it and stop; on a GPU: does the run fit? (before any load)
+        return None
+    args.rank, args.world, args.device = ddp.setup(args.device)
     torch.manual_seed(args.seed)
     t0 = time.time()
     os.makedirs(args.out, exist_ok=True)
+    if args.rank > 0:  # rank 0 loads first: a toy warm start or a download is then cached for the others
+        ddp.barrier()
     # the data first: a bad file fails in a second, not after the warm start or the base evaluation
-    problems = load_problems(args.data, args.data_dir, "train", seed=args.base_seed, group_by=args.group_by,
-                             group_n=args.n, group_seed=args.seed, groups_path=os.path.join(args.out, "groups.json"))
-    test = []
-    if not args.no_eval:
-        test = load_problems(args.eval_data, args.data_dir, "test", seed=args.base_seed, n=args.eval_problems)
-        test = test[: args.eval_problems]
-        if max(args.eval_n) > len(test):
-            raise SystemExit(f"--eval-n {max(args.eval_n)}: only {len(test)} problems to evaluate on")
+    try:
+        problems = load_problems(args.data, args.data_dir, "train", seed=args.base_seed, group_by=args.group_by,
+                                 group_n=args.n, group_seed=args.seed,
+                                 groups_path=os.path.join(args.out, "groups.json"))
+        test = [] if args.no_eval else load_problems(args.eval_data, args.data_dir, "test", seed=args.base_seed,
+                                                     n=args.eval_problems)[: args.eval_problems]
+    except (ValueError, FileNotFoundError) as e:  # the user's data: an error message, not a traceback
+        build_parser().error(str(e))
+    if test and max(args.eval_n) > len(test):
+        build_parser().error(f"--eval-n {max(args.eval_n)}: only {len(test)} problems to evaluate on")
     state = None
     if args.resume:  # the checkpoint's weights; the base is loaded again only as the KL reference
         model, tok, state = load_checkpoint(args.out, args.device, args.dtype)
     else:
         model, tok = load_model(args.model, args.device, args.dtype, args.base_seed)
+    if args.rank == 0:
+        ddp.barrier()
     if args.thinking is None:
         args.thinking = rw.opens_thinking(tok)
-    with open(os.path.join(args.out, "args.json"), "w") as f:
-        json.dump(vars(args), f, indent=1)
+    if args.rank == 0:
+        with open(os.path.join(args.out, "args.json"), "w") as f:
+            json.dump(vars(args), f, indent=1)
     ref = load_model(args.model, args.device, args.dtype, args.base_seed)[0].requires_grad_(False) \
         if args.beta > 0 else None
     evaluate = dict(ns=args.eval_n, budget=args.eval_budget, temperature=args.temperature, seed=toy.EVAL_SEED,
                     stop_at_last_answer=args.stop_at_last_answer, thinking=args.thinking)
     res, base_path = {}, os.path.join(args.out, "base_eval.json")
-    if not args.no_eval:
+    evaluating = not args.no_eval and args.rank == 0  # under torchrun rank 0 evaluates
+    if evaluating:
         if args.resume and os.path.exists(base_path):
             res["base"] = json.load(open(base_path))
             print(f"base model: evaluation read from {base_path}")
@@ -407,8 +425,9 @@ def main(argv=None):
             res["base"] = ev.scaling_table(base, tok, test, **evaluate)
             with open(base_path, "w") as f:
                 json.dump(res["base"], f, indent=1)
+    ddp.barrier()
     model = train(args, model, tok, problems, ref, state)
-    if not args.no_eval:
+    if evaluating:
         label = run_label(args)
         print(f"evaluating the {label} model")
         res["bcr"] = ev.scaling_table(model, tok, test, **evaluate)

@@ -4,6 +4,7 @@ bench.py: speed and memory, measured side by side in one run (results in BENCHMA
     python bench.py sample   our KV-cache sampler vs HF generate (and the model's forwards alone)
     python bench.py grpo     peak memory and time of the log-prob forward+backward, chunked vs naive
     python bench.py reward   grade calls per second on one core (GSM8K and MATH-500 references)
+    python bench.py gpu      the GPU check of issue #17 (< 10 minutes on one H100/H200; --tiny on the CPU)
 
 On a GPU the sample and grpo benches use Qwen2.5-1.5B / R1-1.5B widths with random weights; on the
 CPU, the toy model and a narrow hidden size.
@@ -20,8 +21,10 @@ import time
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+import bcr
 import grader
 import grpo
+import memory
 import sample
 import toy
 
@@ -212,6 +215,119 @@ def bench_reward(args):
           f"timeouts {grader.STATS['timeouts']}")
 
 
+# ---------------------------------------------------------------------------------------------
+# gpu: the check of issue #17, at R1-1.5B's real widths with random weights, each figure beside
+# the memory plan's (memory.py) and the memory-bandwidth floor
+
+
+HBM = {"H100": 3.35e12, "H200": 4.8e12}  # bytes/s: the datasheets' HBM bandwidth (SXM)
+R1 = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+TINY = dict(num_hidden_layers=2, hidden_size=192, intermediate_size=256, num_attention_heads=6, num_key_value_heads=1,
+            head_dim=32, vocab_size=4096)  # R1's 6:1 query:KV head ratio at a CPU size
+
+
+def _mem_reset(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _mem_peak(device):
+    return torch.cuda.max_memory_allocated() if device.type == "cuda" else float("nan")
+
+
+def _line(what, seconds, peak, plan, extra=""):
+    return (f"{what:<34} {seconds:>8.2f}s  peak {peak / 2**30:>7.2f} GiB  plan {plan / 2**30:>7.2f} GiB  "
+            f"ratio {peak / plan:>5.2f}  {extra}")
+
+
+def bench_gpu(args):
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tiny = args.tiny or device.type == "cpu"
+    if device.type == "cuda" and not args.no_tests:  # the CUDA variants of the sampler's tests first
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                            "tests/test_sample.py", "tests/test_memory.py"],
+                           cwd=os.path.dirname(os.path.abspath(__file__)), timeout=300)
+        print(f"CUDA tests: exit {r.returncode}")
+    tok = toy.make_tokenizer()
+    dims = dict(memory.ARCH[R1], **(TINY if tiny else {}))
+    cfg = AutoConfig.for_model(**dims)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16).to(device).eval()
+    n_param, n_emb = memory.param_counts(cfg)
+    weights = 2 * n_param
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    bw = next((v for k, v in HBM.items() if k in name), float("nan"))
+    print(f"device {name}; R1-1.5B widths{' (tiny)' if tiny else ''}, random weights, bf16; "
+          f"{n_param / 1e9:.3f}B parameters")
+
+    # 1. one rollout chunk: compiled, eager (the same static shapes) and HF generate
+    rows, plen, new = (8, 16, 16) if tiny else (64, 896, 512)
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(10, cfg.vocab_size, (plen,), generator=g).tolist() for _ in range(rows)]
+    never = [cfg.vocab_size + 7]
+    slots = sample.slots_for(plen, new)
+    # the floor: each step reads every weight but the embedding, and every slot of the static cache
+    step_bytes = 2 * (n_param - n_emb) + rows * slots * sample.kv_bytes_per_token(cfg)
+    plan_roll = weights + rows * sample.row_bytes(cfg, slots)
+    ids = torch.tensor(prompts, device=device)
+    runs = {"rollout, compiled": lambda: sample.generate(model, prompts, 1, new, eos_token_ids=never, pad_token_id=0,
+                                                          seed=0, compile=device.type == "cuda", static=True),
+            "rollout, eager (static)": lambda: sample.generate(model, prompts, 1, new, eos_token_ids=never,
+                                                               pad_token_id=0, seed=0, compile=False, static=True),
+            "rollout, HF generate": lambda: model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                                           max_new_tokens=new, do_sample=True, top_k=0,
+                                                           pad_token_id=0, eos_token_id=never)}
+    for what, fn in runs.items():
+        fn()  # warm-up: compiles the step
+        _mem_reset(device)
+        t = _bench_once(fn, device)
+        floor = new * step_bytes / bw
+        print(_line(what, t, _mem_peak(device), plan_roll,
+                    f"{rows * new / t:,.0f} tokens/s; floor {floor:.2f}s ({step_bytes / 1e9:.2f} GB/step): "
+                    f"{floor / t:.0%} of it"))
+
+    # 2. one training micro-batch: 4 x 5.8k tokens, gradient checkpointing
+    mb, T, comp = (2, 64, 48) if tiny else (4, 5800, 4904)
+    model.gradient_checkpointing_enable()
+    model.train()
+    x = torch.randint(10, cfg.vocab_size, (mb, T), device=device)
+    att = torch.ones_like(x)
+    att[1:, :7] = 0  # left padding, as in training
+    cmask = torch.zeros_like(x)
+    cmask[:, T - comp:] = 1
+    fn = lambda: grpo.token_logprobs(model, x, att, cmask).sum().backward()  # noqa: E731
+    fn()
+    _mem_reset(device)
+    t = _bench_once(fn, device)
+    plan_mb = weights + 2 * n_param + memory.activation_bytes(cfg, mb, T, comp, True)
+    print(_line(f"train micro-batch {mb} x {T}", t, _mem_peak(device), plan_mb,
+                f"{mb * T / t:,.0f} tokens/s forward+backward"))
+    model.zero_grad(set_to_none=True)
+
+    # 3. one BCR step of the preset at its budget, 2 prompts (toy problems: random weights never answer)
+    flags = ["--preset", "r1-1.5b", "--prompts", "2", "--device", device.type, "--out", args.out]
+    if "--group-by" in bcr.build_parser()._option_string_actions:
+        flags += ["--group-by", "random"]  # toy problems have no difficulty groups
+    if tiny:
+        flags += ["--budget", "32", "--micro-batch", "4"]
+    bargs = bcr.parse_args(flags)
+    bargs.thinking = False
+    opt = grpo.MasterAdamW(model.parameters(), lr=bargs.lr, betas=(0.9, 0.99))
+    problems = toy.make_problems(50, "train", 0)
+    p = memory.plan(cfg, bargs.budget, bargs.group, bargs.prompts, bargs.micro_batch, bargs.n, (bargs.n,),
+                    eval_problems=1)
+    _mem_reset(device)
+    t0 = time.perf_counter()
+    rec = bcr.train_step(model, None, tok, opt, problems, random.Random(0), 0, bargs)
+    _sync(device)
+    plan_step = max(v for k, v in p["phases"].items() if k != "evaluation")
+    print(_line(f"BCR step, 2 prompts x {bargs.group}, budget {bargs.budget}", time.perf_counter() - t0,
+                _mem_peak(device), plan_step, f"rollout {rec['rollout_tokens_per_s']:,.0f} tokens/s"))
+    print(f"compiled shapes: {sorted(sample.compiled_shapes(model))}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "grpo-one":  # one measurement of bench_grpo, in its own process
         _, _, path, B, T, H = sys.argv
@@ -221,7 +337,10 @@ if __name__ == "__main__":
         print(dt, peak, base + (151936 * int(H) * 4 * 2) + int(B) * int(T) * int(H) * 4 * 2)
         sys.exit(0)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("what", choices=["sample", "grpo", "reward"])
+    ap.add_argument("what", choices=["sample", "grpo", "reward", "gpu"])
+    ap.add_argument("--tiny", action="store_true", help="gpu: tiny widths (what the CPU runs)")
+    ap.add_argument("--no-tests", action="store_true", help="gpu: skip the CUDA tests")
+    ap.add_argument("--out", default="out/bench-gpu", help="gpu: run directory of the BCR step")
     ap.add_argument("--batch", type=int, default=0, help="sample: rows")
     ap.add_argument("--prompt-len", type=int, default=0, help="sample: prompt tokens")
     ap.add_argument("--new-tokens", type=int, default=0, help="sample: new tokens per row")
@@ -229,4 +348,4 @@ if __name__ == "__main__":
     ap.add_argument("--data-dir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared",
                                                        "data"), help="reward: where gsm8k/raw and math500/raw are")
     args = ap.parse_args()
-    {"sample": bench_sample, "grpo": bench_grpo, "reward": bench_reward}[args.what](args)
+    {"sample": bench_sample, "grpo": bench_grpo, "reward": bench_reward, "gpu": bench_gpu}[args.what](args)

@@ -28,6 +28,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import grader
+import reward as rw
 import toy
 
 try:  # optional: only the hub datasets that are parquet files alone need it (DeepMath-103K, GSM8K, AMC23)
@@ -440,3 +441,16 @@ def load_checkpoint(run_dir, device="cpu", dtype="float32"):
     path = checkpoint_path(run_dir)
     model, tok = load_model(path, device, dtype)
     return model, tok, torch.load(os.path.join(path, "train_state.pt"), weights_only=False)
+
+
+def check_context(model, tok, problems, n, budget, instruction=None):
+    """The longest prompt of n problems plus the budget must fit the model's context (ValueError)."""
+    ctx = getattr(model.config, "max_position_embeddings", None)
+    if ctx is None:
+        return
+    lengths = [len(x) for x in tok([p["question"] for p in problems], add_special_tokens=False)["input_ids"]]
+    longest = sorted(range(len(problems)), key=lengths.__getitem__)[-n:]
+    n_prompt = len(rw.build_prompt(tok, [problems[i]["question"] for i in longest], instruction=instruction))
+    if n_prompt + budget > ctx:
+        raise ValueError(f"the longest prompt of N={n} problems takes {n_prompt} tokens; with --budget "
+                         f"{budget} that exceeds the model's context of {ctx} tokens")

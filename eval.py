@@ -46,6 +46,7 @@ import time
 import torch
 from tqdm import tqdm
 
+import memory
 import reward as rw
 import sample
 import toy
@@ -103,14 +104,19 @@ def tokens_per_problem(token_ids, tokenizer, n, thinking=False):
     return out
 
 
-def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, style="bcr", batch_rows=512,
+def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, style="bcr", batch_rows=None,
                   stop_at_last_answer=False):
     """Generate for consecutive groups of n problems, batch_rows rows per sampler call; one record
-    per (prompt, sample). The stop rule applies to the BCR format only."""
+    per (prompt, sample). The stop rule applies to the BCR format only. batch_rows (default): on
+    CUDA as many rows as the free memory holds (memory.eval_rows: a power of two), else 512."""
     groups = [problems[i:i + n] for i in range(0, len(problems) - n + 1, n)]
     if not groups:
         raise ValueError(f"N={n} problems per prompt, but only {len(problems)} problems to evaluate on")
     prompts = [rw.build_prompt(tok, [p["question"] for p in g], style) for g in groups]
+    if batch_rows is None:
+        device = next(model.parameters()).device
+        batch_rows = 512 if device.type != "cuda" else \
+            memory.eval_rows(model, budget, max(map(len, prompts)), samples, device)
     per_call = max(1, batch_rows // samples)
     rows = []
     for c, s in enumerate(range(0, len(prompts), per_call)):
@@ -155,12 +161,12 @@ def summarize(rows, verdicts, n):
 
 
 def scaling_table(model, tok, problems, ns, budget, temperature, seed=0, samples=1, stop_at_last_answer=False,
-                  thinking=False):
+                  thinking=False, batch_rows=None):
     """{str(N): {accuracy, tokens_per_problem, truncation_rate, ...}} in the BCR format; bcr.py uses this."""
     out = {}
     for n in ns:
         rows = generate_rows(model, tok, problems, n, budget, temperature, samples, seed + n,
-                             stop_at_last_answer=stop_at_last_answer)
+                             stop_at_last_answer=stop_at_last_answer, batch_rows=batch_rows)
         out[str(n)] = summarize(rows, grade_rows(rows, tok, n, "bcr", thinking=thinking), n)
     return out
 
@@ -191,7 +197,7 @@ def length_by_correctness(lengths):
 
 
 def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budgets=None, stop_at_last_answer=False,
-             thinking=False):
+             thinking=False, batch_rows=None):
     """Every table for one model on one benchmark; returns the results dict."""
     budgets = budgets or sorted({max(1, budget // d) for d in (16, 8, 4, 2, 1)})
     res = {"scaling": {}, "budget_curve": {}, "length_by_correctness": {}, "batch_vs_single": {}, "lengths": {}}
@@ -208,9 +214,9 @@ def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budge
 
     for n in ns:
         tables(str(n), generate_rows(model, tok, problems, n, budget, temperature, samples, seed + n,
-                                     stop_at_last_answer=stop_at_last_answer), n, "bcr")
+                                     stop_at_last_answer=stop_at_last_answer, batch_rows=batch_rows), n, "bcr")
     tables("1-standard", generate_rows(model, tok, problems, 1, budget, temperature, samples, seed,
-                                       style="standard"), 1, "standard")
+                                       style="standard", batch_rows=batch_rows), 1, "standard")
     if 1 in ns:
         single = res["scaling"]["1"]
         for n in ns:

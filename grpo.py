@@ -217,22 +217,24 @@ class MasterAdamW:
 
 
 def accumulate_gradients(model, batch, micro_batch_size, clip_low=0.2, clip_high=0.28, beta=0.0,
-                         agg="token-mean", max_len=None, temperature=1.0, fused=False):
+                         agg="token-mean", max_len=None, temperature=1.0, fused=False, totals=None):
     """loss.backward() over micro-batches of `batch`, with the normaliser of the whole batch, so
     the accumulated gradient is the gradient of grpo_loss on the whole batch. Returns stats.
 
     batch: input_ids, attention_mask, completion_mask [B, T]; old_logp [B, T]; adv [B];
-    ref_logp [B, T] when beta > 0.
+    ref_logp [B, T] when beta > 0. totals: (tokens, sequences) of the global batch when `batch` is one
+    rank's share of it (data parallel): the ranks' gradients then sum to the global batch's gradient.
     """
     B = batch["input_ids"].shape[0]
     cmask = batch["completion_mask"]
-    total_tokens, max_len = float(cmask.sum()), (max_len if max_len is not None else cmask.shape[1])
+    total_tokens, total_seqs = totals if totals is not None else (float(cmask.sum()), B)
+    max_len = max_len if max_len is not None else cmask.shape[1]
     stats = {"loss": 0.0, "ratio_max": 0.0, "ratio_min": float("inf")}
     for s in range(0, B, micro_batch_size):
         sl = slice(s, min(s + micro_batch_size, B))
         logp = token_logprobs(model, batch["input_ids"][sl], batch["attention_mask"][sl], cmask[sl], temperature,
                               fused=fused)
-        w = loss_weights(cmask[sl], agg, total_tokens=total_tokens, total_seqs=B, max_len=max_len)
+        w = loss_weights(cmask[sl], agg, total_tokens=total_tokens, total_seqs=total_seqs, max_len=max_len)
         loss, st = grpo_loss(logp, batch["old_logp"][sl], batch["adv"][sl], cmask[sl], clip_low, clip_high,
                              batch["ref_logp"][sl] if beta > 0 else None, beta, agg, weights=w)
         loss.backward()
@@ -245,12 +247,16 @@ def accumulate_gradients(model, batch, micro_batch_size, clip_low=0.2, clip_high
 
 
 def grpo_step(model, optimizer, batch, micro_batch_size, clip_low=0.2, clip_high=0.28, beta=0.0,
-              agg="token-mean", max_len=None, temperature=1.0, max_grad_norm=1.0, fused=False):
-    """One optimizer step on a batch of rollouts: accumulate, clip the gradient norm, step."""
+              agg="token-mean", max_len=None, temperature=1.0, max_grad_norm=1.0, fused=False, totals=None,
+              sum_grads=None):
+    """One optimizer step on a batch of rollouts: accumulate, clip the gradient norm, step.
+    Data parallel: totals as in accumulate_gradients, and sum_grads(params) adds up the ranks' gradients."""
     optimizer.zero_grad()
     stats = accumulate_gradients(model, batch, micro_batch_size, clip_low, clip_high, beta, agg, max_len, temperature,
-                                 fused)
+                                 fused, totals)
     params = optimizer.params if hasattr(optimizer, "params") else [p for p in model.parameters() if p.requires_grad]
+    if sum_grads is not None:
+        sum_grads(params)
     stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
     optimizer.step()
     optimizer.zero_grad()

@@ -248,6 +248,11 @@ def sample_token(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
     Draw from softmax(logits / T) restricted to the top_k most likely tokens (0 = all) and to the
     smallest set whose probability reaches top_p (1.0 = all). logprobs are log softmax(logits/T)
     at the drawn token (see the module docstring). temperature == 0 is greedy.
+
+    generator: one torch.Generator, or a list of them, each drawing the noise of B / len(list)
+    consecutive rows: generate gives each prompt its own, so a prompt's samples do not depend on
+    which other prompts share the batch (or the process: ddp.py). The draw is the Gumbel-max trick,
+    argmax(masked logits / T - log(-log u)) with u ~ U(0, 1), an exact sample of the same softmax.
     """
     logits = logits.float()
     if temperature == 0:
@@ -266,8 +271,10 @@ def sample_token(logits, temperature=1.0, top_k=0, top_p=1.0, generator=None):
         drop = probs.cumsum(-1) - probs >= top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         masked = torch.full_like(masked, float("-inf")).scatter(-1, order, sorted_logits)
-    probs = torch.softmax(masked, -1)
-    tok = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    gens = generator if isinstance(generator, (list, tuple)) else [generator]
+    rows = logits.shape[0] // len(gens)
+    u = torch.cat([torch.rand((rows, logits.shape[-1]), generator=g, device=logits.device) for g in gens])
+    tok = (masked - torch.log(-torch.log(u))).argmax(-1)
     return tok, logp.gather(-1, tok[:, None])[:, 0]
 
 
@@ -385,7 +392,8 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     cache; static (default: = compile) alone runs the GPU path's shapes eagerly, as tests on the CPU do.
     max_rows: roll out at most this many rows at a time, whole groups of num_samples (at least
     one group); default: all rows, except on CUDA's static path, where as many as fit the free
-    memory (rows_that_fit). The chunks draw from one random stream, one after the other."""
+    memory (rows_that_fit). seed: an int, or one per prompt; each prompt draws from its own stream,
+    so neither chunks nor the other prompts change its samples."""
     if not prompts:
         raise ValueError("generate: no prompts")
     for i, p in enumerate(prompts):
@@ -403,8 +411,14 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
     if limit is not None and total > limit:
         raise ValueError(f"prompt ({L} tokens) + budget ({max_new_tokens}) = {total} exceeds the model's context "
                          f"of {limit}")
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed if seed is not None else torch.seed())
+    # one random stream per prompt (seed: one per prompt, or one int for all of them)
+    seeds = list(seed) if isinstance(seed, (list, tuple)) else [None if seed is None else seed * 1_000_003 + p
+                                                                 for p in range(P)]
+    if len(seeds) != P:
+        raise ValueError(f"generate: {len(seeds)} seeds for {P} prompts")
+    gens = [torch.Generator(device=device) for _ in range(P)]
+    for g, sd in zip(gens, seeds):
+        g.manual_seed(sd if sd is not None else torch.seed())
     use_compile = compile if compile is not None else device.type == "cuda"
     static = use_compile if static is None else static
     if use_compile and not static:
@@ -419,10 +433,11 @@ def generate(model, prompts, num_samples=1, max_new_tokens=256, temperature=1.0,
                                          f"{row_bytes(cfg, slots, model.dtype) * pow2_ceil(G) / 2**30:.1f} GiB; "
                                          f"the device has {_free_bytes(device) / 2**30:.1f} GiB free")
     per = P if max_rows is None else max(1, max_rows // G)  # prompts per chunk
-    kw = dict(temperature=temperature, top_p=top_p, top_k=top_k, eos=eos, pad=pad, gen=gen, check_every=check_every,
+    kw = dict(temperature=temperature, top_p=top_p, top_k=top_k, eos=eos, pad=pad, check_every=check_every,
               use_compile=use_compile, static=static)
     with grouped_attention(model) if static else _nothing():
-        parts = [_rollout(model, prompts[s:s + per], G, max_new_tokens, L, slots, **kw) for s in range(0, P, per)]
+        parts = [_rollout(model, prompts[s:s + per], G, max_new_tokens, L, slots, gens=gens[s:s + per], **kw)
+                 for s in range(0, P, per)]
     return parts[0] if len(parts) == 1 else _concat(parts)
 
 
@@ -445,7 +460,7 @@ def _concat(parts):
     )
 
 
-def _rollout(model, prompts, G, max_new_tokens, L, total, temperature, top_p, top_k, eos, pad, gen, check_every,
+def _rollout(model, prompts, G, max_new_tokens, L, total, temperature, top_p, top_k, eos, pad, gens, check_every,
              use_compile, static):
     """One chunk of generate: prompts left-padded to L tokens, a cache of `total` slots."""
     cfg = model.config
@@ -507,7 +522,7 @@ def _rollout(model, prompts, G, max_new_tokens, L, total, temperature, top_p, to
         if live.numel() < B:  # draw for all B rows, so that the random stream, and with it each
             # row's tokens, does not depend on when the other rows were dropped
             logits = logits.new_zeros((B, logits.shape[-1])).index_copy_(0, live, logits)
-        tok, lp = sample_token(logits, temperature, top_k, top_p, gen)
+        tok, lp = sample_token(logits, temperature, top_k, top_p, gens)
         if live.numel() < B:
             tok, lp = tok[live], lp[live]
         fin = done[live]  # finished before this step: they emit PAD

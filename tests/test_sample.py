@@ -375,7 +375,10 @@ def test_compiled_shapes_are_bounded_and_never_fall_back_to_eager(monkeypatch):
     graphs = counters["stats"]["unique_graphs"]
     monkeypatch.setattr(sample, "MAX_SHAPES", 100)
     monkeypatch.setattr(sample, "_COMPILED", {})
-    plain = torch.compile(sample._decode_step, backend="eager", dynamic=False)
+
+    def step(*args):  # a code object of its own: no compiled entries from earlier tests
+        return sample._decode_step(*args)
+    plain = torch.compile(step, backend="eager", dynamic=False)
     monkeypatch.setattr(sample, "_compile", lambda m: plain)
     for P, G, new in cases:
         prompts = [torch.randint(10, 100, (n,), generator=g).tolist() for n in (3, 9, 5, 7)[:P]]
