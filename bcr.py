@@ -156,6 +156,7 @@ def parse_args(argv=None):
     args.eval_budget = args.eval_budget or args.budget
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     args.rank, args.world = 0, int(os.environ.get("WORLD_SIZE", "1"))  # torchrun sets WORLD_SIZE (ddp.py)
+    args.rollout_rows = args.eval_rows = None  # row chunks: memory.check_run plans them on a GPU
     for err in check_args(args):
         ap.error(err)
     return args
@@ -248,7 +249,7 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     model.eval()
     seeds = [(args.seed * 1_000_003 + step) * 4096 + i for i in mine]  # per prompt: the same on any rank
     roll = ev.rollouts(model, tok, prompts, args.n, args.group, args.budget, args.temperature, seeds,
-                       args.stop_at_last_answer)
+                       args.stop_at_last_answer, max_rows=args.rollout_rows)
     t_roll = time.time() - t0
     rewards, correct_all, answered = [], [], []
     for i, text in enumerate(roll.texts(tok)):
@@ -396,6 +397,8 @@ def main(argv=None):
         build_parser().error(str(e))
     if test and max(args.eval_n) > len(test):
         build_parser().error(f"--eval-n {max(args.eval_n)}: only {len(test)} problems to evaluate on")
+    if args.n > len(problems):
+        build_parser().error(f"--n {args.n}: only {len(problems)} training problems in {args.data!r}")
     state = None
     if args.resume:  # the checkpoint's weights; the base is loaded again only as the KL reference
         model, tok, state = load_checkpoint(args.out, args.device, args.dtype)
@@ -411,7 +414,8 @@ def main(argv=None):
     ref = load_model(args.model, args.device, args.dtype, args.base_seed)[0].requires_grad_(False) \
         if args.beta > 0 else None
     evaluate = dict(ns=args.eval_n, budget=args.eval_budget, temperature=args.temperature, seed=toy.EVAL_SEED,
-                    stop_at_last_answer=args.stop_at_last_answer, thinking=args.thinking)
+                    stop_at_last_answer=args.stop_at_last_answer, thinking=args.thinking,
+                    batch_rows=args.eval_rows)
     res, base_path = {}, os.path.join(args.out, "base_eval.json")
     evaluating = not args.no_eval and args.rank == 0  # under torchrun rank 0 evaluates
     if evaluating:

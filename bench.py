@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 import bcr
 import grader
 import grpo
+import kvcache
 import memory
 import sample
 import toy
@@ -77,13 +78,13 @@ def bench_sample(args):
         # the model's own share: the same prefill and decode forwards as ours (same cache, mask and
         # positions), with no sampling and no bookkeeping. Any sampler that goes through this forward
         # pays at least this, so HF's time over it bounds the ratio a CPU sampler can reach.
-        cache, kw = sample.KVCache(cfg.num_hidden_layers, plen + new, static=False), sample._cache_kwarg(model)
+        cache, kw = kvcache.KVCache(cfg.num_hidden_layers, plen + new, static=False), kvcache._cache_kwarg(model)
         ids = torch.tensor(prompts, device=device)
         model(input_ids=ids, position_ids=torch.arange(plen, device=device).expand(batch, plen), use_cache=True,
               logits_to_keep=1, **{kw: cache})
         mask4, tok = torch.zeros((batch, 1, 1, plen + new), device=device), ids[:, -1:]
         for s in range(new - 1):
-            sample._decode_step(model, cache, tok, mask4[..., : plen + s + 1], torch.full_like(tok, plen + s), kw)
+            kvcache._decode_step(model, cache, tok, mask4[..., : plen + s + 1], torch.full_like(tok, plen + s), kw)
 
     runs = [("ours", ours), ("HF generate", hf)] + ([("forwards only", forwards_only)] if device.type == "cpu" else [])
     for _, fn in runs:
@@ -267,10 +268,10 @@ def bench_gpu(args):
     g = torch.Generator().manual_seed(0)
     prompts = [torch.randint(10, cfg.vocab_size, (plen,), generator=g).tolist() for _ in range(rows)]
     never = [cfg.vocab_size + 7]
-    slots = sample.slots_for(plen, new)
+    slots = kvcache.slots_for(plen, new)
     # the floor: each step reads every weight but the embedding, and every slot of the static cache
-    step_bytes = 2 * (n_param - n_emb) + rows * slots * sample.kv_bytes_per_token(cfg)
-    plan_roll = weights + rows * sample.row_bytes(cfg, slots)
+    step_bytes = 2 * (n_param - n_emb) + rows * slots * kvcache.kv_bytes_per_token(cfg)
+    plan_roll = weights + rows * kvcache.row_bytes(cfg, slots)
     ids = torch.tensor(prompts, device=device)
     runs = {"rollout, compiled": lambda: sample.generate(model, prompts, 1, new, eos_token_ids=never, pad_token_id=0,
                                                           seed=0, compile=device.type == "cuda", static=True),
@@ -325,7 +326,7 @@ def bench_gpu(args):
     plan_step = max(v for k, v in p["phases"].items() if k != "evaluation")
     print(_line(f"BCR step, 2 prompts x {bargs.group}, budget {bargs.budget}", time.perf_counter() - t0,
                 _mem_peak(device), plan_step, f"rollout {rec['rollout_tokens_per_s']:,.0f} tokens/s"))
-    print(f"compiled shapes: {sorted(sample.compiled_shapes(model))}")
+    print(f"compiled shapes: {sorted(kvcache.compiled_shapes(model))}")
 
 
 if __name__ == "__main__":

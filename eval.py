@@ -57,13 +57,17 @@ from report import compare, load_results, plot, write_outputs
 # rollouts in the BCR format, and the tables
 
 
-def rollouts(model, tok, prompts, n, samples, budget, temperature, seed, stop_at_last_answer=False):
+def rollouts(model, tok, prompts, n, samples, budget, temperature, seed, stop_at_last_answer=False, top_p=1.0,
+             max_rows=None, progress=None):
     """sample.generate for prompts of n problems each; with stop_at_last_answer a response ends once
-    its "Answer n:" line is complete, as a stop string would end it (bcr.py says why)."""
-    roll = sample.generate(model, prompts, samples, budget, temperature, eos_token_ids=[tok.eos_token_id],
-                           pad_token_id=tok.pad_token_id, seed=seed)
+    its "Answer n:" line is complete, as a stop string would end it (bcr.py says why). seed: one
+    per prompt (or an int); progress(roll) is called with each finished rollout."""
+    roll = sample.generate(model, prompts, samples, budget, temperature, top_p=top_p, eos_token_ids=[tok.eos_token_id],
+                           pad_token_id=tok.pad_token_id, seed=seed, max_rows=max_rows)
     if stop_at_last_answer:
         roll.stop_at(tok, lambda text: rw.last_answer_end(text, n) is not None)
+    if progress is not None:
+        progress(roll)
     return roll
 
 
@@ -105,7 +109,7 @@ def tokens_per_problem(token_ids, tokenizer, n, thinking=False):
 
 
 def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, style="bcr", batch_rows=None,
-                  stop_at_last_answer=False):
+                  stop_at_last_answer=False, top_p=1.0, progress=None):
     """Generate for consecutive groups of n problems, batch_rows rows per sampler call; one record
     per (prompt, sample). The stop rule applies to the BCR format only. batch_rows (default): on
     CUDA as many rows as the free memory holds (memory.eval_rows: a power of two), else 512."""
@@ -119,9 +123,10 @@ def generate_rows(model, tok, problems, n, budget, temperature, samples, seed, s
             memory.eval_rows(model, budget, max(map(len, prompts)), samples, device)
     per_call = max(1, batch_rows // samples)
     rows = []
-    for c, s in enumerate(range(0, len(prompts), per_call)):
-        roll = rollouts(model, tok, prompts[s:s + per_call], n, samples, budget, temperature, seed * 1000 + c,
-                        stop_at_last_answer and style == "bcr")
+    for s in range(0, len(prompts), per_call):
+        seeds = [seed * 1_000_003 + i for i in range(s, s + len(prompts[s:s + per_call]))]  # per prompt: no chunk
+        roll = rollouts(model, tok, prompts[s:s + per_call], n, samples, budget, temperature, seeds,  # changes them
+                        stop_at_last_answer and style == "bcr", top_p, progress=progress)
         for i in range(len(roll.lengths)):
             g = groups[s + i // samples]
             rows.append({"group": s + i // samples, "sample": i % samples, "golds": [p["answer"] for p in g],
@@ -197,7 +202,7 @@ def length_by_correctness(lengths):
 
 
 def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budgets=None, stop_at_last_answer=False,
-             thinking=False, batch_rows=None):
+             thinking=False, batch_rows=None, top_p=1.0, progress=None):
     """Every table for one model on one benchmark; returns the results dict."""
     budgets = budgets or sorted({max(1, budget // d) for d in (16, 8, 4, 2, 1)})
     res = {"scaling": {}, "budget_curve": {}, "length_by_correctness": {}, "batch_vs_single": {}, "lengths": {}}
@@ -214,9 +219,11 @@ def evaluate(model, tok, problems, ns, budget, temperature, samples, seed, budge
 
     for n in ns:
         tables(str(n), generate_rows(model, tok, problems, n, budget, temperature, samples, seed + n,
-                                     stop_at_last_answer=stop_at_last_answer, batch_rows=batch_rows), n, "bcr")
+                                     stop_at_last_answer=stop_at_last_answer, batch_rows=batch_rows, top_p=top_p,
+                                     progress=progress), n, "bcr")
     tables("1-standard", generate_rows(model, tok, problems, 1, budget, temperature, samples, seed,
-                                       style="standard", batch_rows=batch_rows), 1, "standard")
+                                       style="standard", batch_rows=batch_rows, top_p=top_p, progress=progress),
+           1, "standard")
     if 1 in ns:
         single = res["scaling"]["1"]
         for n in ns:
@@ -250,21 +257,14 @@ def rows_planned(sizes, ns, samples):
 
 
 @contextlib.contextmanager
-def sampling(top_p, rows, desc="eval", log=print, every=60):
-    """For one evaluation run: sample with top-p, and show a progress bar over `rows` rows with the
-    generated tokens/s and the time left (a log line a minute instead when stderr is not a terminal).
-    generate_rows calls this module's rollouts() by name, once per sampler call, the one place that
-    sees every call's tokens: so the run swaps in a rollouts that mirrors it plus both, and puts the
-    original back after. `every`: seconds between log lines."""
+def progress_bar(rows, desc="eval", log=print, every=60):
+    """A progress(roll) callback for one evaluation run: a bar over `rows` rows with the generated
+    tokens/s and the time left (a log line every `every` seconds when stderr is not a terminal)."""
     bar = tqdm(total=rows, desc=desc, unit="row", dynamic_ncols=True, smoothing=0.1,
                disable=not sys.stderr.isatty() and os.environ.get("BCR_BAR") != "1")
-    plain, t0, seen = rollouts, time.time(), {"rows": 0, "tokens": 0, "logged": time.time()}
+    t0, seen = time.time(), {"rows": 0, "tokens": 0, "logged": time.time()}
 
-    def tracked(model, tok, prompts, n, samples, budget, temperature, seed, stop_at_last_answer=False):
-        roll = sample.generate(model, prompts, samples, budget, temperature, top_p=top_p,
-                               eos_token_ids=[tok.eos_token_id], pad_token_id=tok.pad_token_id, seed=seed)
-        if stop_at_last_answer:
-            roll.stop_at(tok, lambda text: rw.last_answer_end(text, n) is not None)
+    def progress(roll):
         seen["tokens"] += int(roll.lengths.sum())
         seen["rows"] += len(roll.lengths)
         bar.update(len(roll.lengths))  # a disabled bar counts nothing: seen["rows"] does
@@ -274,13 +274,9 @@ def sampling(top_p, rows, desc="eval", log=print, every=60):
             seen["logged"] = time.time()
             left = (time.time() - t0) / seen["rows"] * max(rows - seen["rows"], 0)
             log(f"{desc}: {seen['rows']}/{rows} rows, {speed:.0f} tokens/s, about {left / 60:.1f} min left")
-        return roll
-
-    globals()["rollouts"] = tracked
     try:
-        yield bar
+        yield progress
     finally:
-        globals()["rollouts"] = plain
         bar.close()
 
 
@@ -354,12 +350,12 @@ def main(argv=None):
     model, tok = load_model(args.model, device, args.dtype, args.base_seed)
     thinking = rw.opens_thinking(tok) if args.thinking is None else args.thinking
     results = {}
-    with sampling(args.top_p, rows_planned([len(v) for v in data.values()], args.n, args.samples)):
+    with progress_bar(rows_planned([len(v) for v in data.values()], args.n, args.samples)) as progress:
         for name, problems in data.items():
             print(f"{args.model} on {name}: {len(problems)} problems, N = {args.n}, budget {budget}, "
                   f"{args.samples} sample(s), T = {args.temperature}, top-p {args.top_p}", flush=True)
             results[name] = evaluate(model, tok, problems, args.n, budget, args.temperature, args.samples,
-                                     args.seed, args.budgets, stop, thinking)
+                                     args.seed, args.budgets, stop, thinking, top_p=args.top_p, progress=progress)
     meta = {"model": args.model, "preset": args.preset, "data": args.data, "budget": budget, "samples": args.samples,
             "temperature": args.temperature, "top_p": args.top_p, "dtype": args.dtype, "seed": args.seed,
             "problems": {k: len(v) for k, v in data.items()}, "stop_at_last_answer": stop, "thinking": thinking}

@@ -18,7 +18,7 @@ component does not fit, and which flag would make it fit, before any weight is l
 Bytes, with n parameters (n_emb of them the input embedding), per token of a micro-batch:
   weights 2n (bf16), masters 4n, moments 8n (fp32 m and v), gradients 2n, optimizer step +8n
   (the fp32 gradient copies MasterAdamW makes, and one fp32 tensor per parameter for AdamW's
-  foreach sqrt(v)); KV per token 2 * layers * KV heads * head_dim * 2 (sample.kv_bytes_per_token).
+  foreach sqrt(v)); KV per token 2 * layers * KV heads * head_dim * 2 (kvcache.kv_bytes_per_token).
   Activations per token and layer (layer_bytes: what autograd keeps for the backward pass of a
   transformers Qwen2/Qwen3/Llama layer with SDPA, counted tensor by tensor; 110 KB at R1-1.5B's
   widths): all layers without gradient checkpointing; with it, each layer's input (2H bytes) plus
@@ -29,7 +29,7 @@ The figures are checked against peak memory measured on the CPU at reduced width
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
-import sample
+import kvcache
 
 GiB = 2**30
 
@@ -130,7 +130,7 @@ def plan(cfg, budget, group, prompts, micro_batch, n=3, eval_n=(1,), eval_budget
     eval_budget = eval_budget or budget
     L_train = n * PROMPT_TOKENS_PER_PROBLEM + PROMPT_TOKENS_FIXED
     L_eval = max(eval_n) * PROMPT_TOKENS_PER_PROBLEM + PROMPT_TOKENS_FIXED
-    slots, eval_slots = sample.slots_for(L_train, budget), sample.slots_for(L_eval, eval_budget)
+    slots, eval_slots = kvcache.slots_for(L_train, budget), kvcache.slots_for(L_eval, eval_budget)
     tokens = L_train + budget
     weights, ref = s * nparam, (s * nparam if beta > 0 else 0)
     masters = 4 * nparam if (train and s == 2) else 0
@@ -142,9 +142,9 @@ def plan(cfg, budget, group, prompts, micro_batch, n=3, eval_n=(1,), eval_budget
     errors, settings = [], {}
 
     def rows(slots_, G, limit_, total_rows):
-        per_row = sample.row_bytes(cfg, slots_, tdtype)
-        r = total_rows if limit_ is None else sample.rows_that_fit(cfg, slots_, G, limit_, tdtype)
-        return min(r, sample.pow2_ceil(total_rows)), per_row
+        per_row = kvcache.row_bytes(cfg, slots_, tdtype)
+        r = total_rows if limit_ is None else kvcache.rows_that_fit(cfg, slots_, G, limit_, tdtype)
+        return min(r, kvcache.pow2_ceil(total_rows)), per_row
 
     roll_rows, per_row = rows(slots, group, None if limit is None else limit - held, prompts * group)
     eval_rows, per_eval_row = rows(eval_slots, 1, None if limit is None else limit - weights - ref, eval_problems)
@@ -163,7 +163,7 @@ def plan(cfg, budget, group, prompts, micro_batch, n=3, eval_n=(1,), eval_budget
         ("optimizer step temporaries", opt_step, "fp32 copies of the gradients + AdamW's foreach sqrt(v)"),
         ("reference model", ref, "--beta > 0: the frozen base" if ref else "--beta 0: not loaded"),
         ("rollout KV cache", roll_rows * per_row,
-         f"{roll_rows} rows (of {prompts * group}) x {slots} slots x {sample.kv_bytes_per_token(cfg, tdtype)} B"),
+         f"{roll_rows} rows (of {prompts * group}) x {slots} slots x {kvcache.kv_bytes_per_token(cfg, tdtype)} B"),
         ("activations, checkpointing", act(mb, True), f"micro-batch {mb} x {tokens} tokens, incl. log-prob chunk"),
         ("activations, no checkpointing", act(mb, False), f"micro-batch {mb} x {tokens} tokens"),
         ("log-prob chunk", min(LOGPROB_CHUNK, mb * budget) * cfg.vocab_size * LOGIT_BYTES,
@@ -177,7 +177,7 @@ def plan(cfg, budget, group, prompts, micro_batch, n=3, eval_n=(1,), eval_budget
         "optimizer": held + grads + opt_step,
     }
     least = {  # the same phases at the smallest settings: one group, one eval row, micro-batch 1
-        "evaluation": weights + ref + per_eval_row, "rollout": held + sample.pow2_ceil(group) * per_row,
+        "evaluation": weights + ref + per_eval_row, "rollout": held + kvcache.pow2_ceil(group) * per_row,
         "train": held + grads + act(1, grad_checkpointing), "optimizer": phases["optimizer"]}
     if not train:
         phases, least = {"evaluation": phases["evaluation"]}, {"evaluation": least["evaluation"]}
@@ -195,7 +195,7 @@ def plan(cfg, budget, group, prompts, micro_batch, n=3, eval_n=(1,), eval_budget
                           f"{(held + grads) / GiB:.1f} GiB of weights and optimizer state, of {cap}); use {flag}")
         if train and roll_rows == 0:
             errors.append(f"the rollout KV cache of one group of {group} rows x {slots} slots "
-                          f"({sample.pow2_ceil(group) * per_row / GiB:.1f} GiB) does not fit beside "
+                          f"({kvcache.pow2_ceil(group) * per_row / GiB:.1f} GiB) does not fit beside "
                           f"{held / GiB:.1f} GiB of weights and optimizer state, of {cap}; use a smaller --group "
                           f"or --budget")
         if eval_rows == 0:
@@ -261,6 +261,6 @@ def check_run(args, log=print):
 
 def eval_rows(model, budget, prompt_tokens, samples, device):
     """eval.generate_rows' rows per call on CUDA: the largest power of two that fits the free memory."""
-    slots = sample.slots_for(prompt_tokens, budget)
-    return max(samples, sample.rows_that_fit(model.config, slots, samples, device_gib(device) * GiB * MARGIN,
+    slots = kvcache.slots_for(prompt_tokens, budget)
+    return max(samples, kvcache.rows_that_fit(model.config, slots, samples, device_gib(device) * GiB * MARGIN,
                                              model.dtype))

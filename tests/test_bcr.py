@@ -265,3 +265,16 @@ def test_resume_keeps_the_base_model_as_the_kl_reference(tmp_path, tok, monkeypa
     monkeypatch.setattr(bcr, "train", lambda *a, **k: refs.append(a[4]) or real_train(*a, **k))
     bcr.main(flags + ["--steps", "4", "--resume"])
     assert all(torch.equal(refs[0].state_dict()[k], sd[k]) for k in sd)  # and the reference is still the base
+
+
+@pytest.mark.parametrize("content,msg", [
+    ('{"question": "1+1", "answer": "2"}\n{"question": "2+2", "answer": \n', "d.jsonl:2: not valid JSON"),
+    ('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n', "d.jsonl:2: missing field 'answer'"),
+    ('{"question": "1+1", "answer": "2"}\n', "--n 3: only 1 training problems"),
+])
+def test_bad_data_is_a_clear_error_before_the_warm_start(tmp_path, capsys, monkeypatch, content, msg):
+    (tmp_path / "d.jsonl").write_text(content)
+    monkeypatch.setattr(bcr, "load_model", lambda *a, **k: pytest.fail("a model was loaded before the data check"))
+    with pytest.raises(SystemExit) as e:
+        bcr.main(["--data", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "run")])
+    assert e.value.code == 2 and msg in capsys.readouterr().err

@@ -361,17 +361,16 @@ def test_bcr_main_writes_and_reuses_the_groups(tmp_path):
     assert json.load(open(os.path.join(out, "groups.json")))["groups"] == first["groups"]
 
 
-def test_sampling_logs_progress_without_a_terminal_and_puts_rollouts_back(monkeypatch):
+def test_progress_logs_rows_tokens_and_time_left_without_a_terminal(monkeypatch):
     monkeypatch.delenv("BCR_BAR", raising=False)
     monkeypatch.setattr(ev.sys.stderr, "isatty", lambda: False)
     tok = toy.make_tokenizer()
     model = toy.make_model(tok).eval()
-    lines, plain = [], ev.rollouts
+    lines = []
     prompts = [ev.rw.build_prompt(tok, ["12 + 34"])] * 2
-    with ev.sampling(0.9, 4, log=lines.append, every=0):
-        assert ev.rollouts is not plain
-        roll = ev.rollouts(model, tok, prompts[:1], 1, 2, 5, 1.0, 0)
-        ev.rollouts(model, tok, prompts[:1], 1, 2, 5, 1.0, 1)
-    assert ev.rollouts is plain and roll.completion_ids.shape[0] == 2
+    with ev.progress_bar(4, log=lines.append, every=0) as progress:
+        roll = ev.rollouts(model, tok, prompts[:1], 1, 2, 5, 1.0, 0, top_p=0.9, progress=progress)
+        ev.rollouts(model, tok, prompts[:1], 1, 2, 5, 1.0, 1, progress=progress)
+    assert roll.completion_ids.shape[0] == 2
     assert lines[0].startswith("eval: 2/4 rows, ") and lines[1].startswith("eval: 4/4 rows, ")
     assert "tokens/s, about 0.0 min left" in lines[1]

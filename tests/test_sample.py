@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import grpo
+import kvcache
 import sample
 import toy
 from bcr import make_batch
@@ -314,14 +315,14 @@ def test_compiled_step_reads_grouped_kv_heads_without_expanding_them(monkeypatch
         def record(gm, example_inputs):
             graphs.append(gm)
             return gm.forward
-        monkeypatch.setattr(sample, "_COMPILED", {})
-        monkeypatch.setattr(sample, "_compile", lambda m: torch.compile(sample._decode_step, backend=record,
+        monkeypatch.setattr(kvcache, "_COMPILED", {})
+        monkeypatch.setattr(kvcache, "_compile", lambda m: torch.compile(kvcache._decode_step, backend=record,
                                                                           dynamic=False))
         if not grouped:
             monkeypatch.setattr(sample, "grouped_attention", lambda m: sample._nothing())
         sample.generate(model, prompts, 2, 4, temperature=0, compile=True)
         assert len(graphs) == 1
-        expanded = _expanded_kv(graphs[0], 4, sample.SLOT_BUCKET, model.config)
+        expanded = _expanded_kv(graphs[0], 4, kvcache.SLOT_BUCKET, model.config)
         assert (expanded == []) == grouped, expanded
     assert model.config._attn_implementation == "sdpa"  # restored after the rollout
 
@@ -352,7 +353,7 @@ def test_compiled_shapes_are_bounded_and_never_fall_back_to_eager(monkeypatch):
     if not (shutil.which("g++") or shutil.which("c++")):
         pytest.skip("torch.compile on the CPU needs a C++ compiler")
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
-    monkeypatch.setattr(sample, "MAX_SHAPES", 3)
+    monkeypatch.setattr(kvcache, "MAX_SHAPES", 3)
     model, tok = _toy_model(seed=4)
     g = torch.Generator().manual_seed(4)
     graphs = counters["stats"]["unique_graphs"]
@@ -364,8 +365,8 @@ def test_compiled_shapes_are_bounded_and_never_fall_back_to_eager(monkeypatch):
         b = sample.generate(model, prompts, G, new, temperature=0, eos_token_ids=[tok.eos_token_id], static=True,
                             compile=False)
         assert torch.equal(a.completion_ids, b.completion_ids) and torch.equal(a.lengths, b.lengths)
-    shapes = sample.compiled_shapes(model)
-    assert len(shapes) == sample.MAX_SHAPES == 3, shapes
+    shapes = kvcache.compiled_shapes(model)
+    assert len(shapes) == kvcache.MAX_SHAPES == 3, shapes
     assert counters["stats"]["unique_graphs"] - graphs == len(shapes)
     # the last two asked for (8, 256) and (2, 512): both ran in a compiled shape that holds them
     assert all(any(r >= rows and s >= slots for r, s in shapes) for rows, slots in ((8, 256), (2, 512)))
@@ -373,17 +374,17 @@ def test_compiled_shapes_are_bounded_and_never_fall_back_to_eager(monkeypatch):
     # the same five shapes through one plain torch.compile: torch runs the shapes past its limit
     # eagerly, and its graph counter shows it (the check above would have failed)
     graphs = counters["stats"]["unique_graphs"]
-    monkeypatch.setattr(sample, "MAX_SHAPES", 100)
-    monkeypatch.setattr(sample, "_COMPILED", {})
+    monkeypatch.setattr(kvcache, "MAX_SHAPES", 100)
+    monkeypatch.setattr(kvcache, "_COMPILED", {})
 
     def step(*args):  # a code object of its own: no compiled entries from earlier tests
-        return sample._decode_step(*args)
+        return kvcache._decode_step(*args)
     plain = torch.compile(step, backend="eager", dynamic=False)
-    monkeypatch.setattr(sample, "_compile", lambda m: plain)
+    monkeypatch.setattr(kvcache, "_compile", lambda m: plain)
     for P, G, new in cases:
         prompts = [torch.randint(10, 100, (n,), generator=g).tolist() for n in (3, 9, 5, 7)[:P]]
         sample.generate(model, prompts, G, new, temperature=0, eos_token_ids=[tok.eos_token_id], compile=True)
-    assert len(sample.compiled_shapes(model)) == 5 and counters["stats"]["unique_graphs"] - graphs == 2
+    assert len(kvcache.compiled_shapes(model)) == 5 and counters["stats"]["unique_graphs"] - graphs == 2
 
 
 def test_row_chunks_keep_groups_together_and_pad_rows_to_a_power_of_two():
@@ -413,11 +414,11 @@ def test_rows_that_fit_is_a_power_of_two_of_whole_groups():
 
     cfg = Qwen2Config(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                       num_key_value_heads=2, vocab_size=151936)
-    assert sample.kv_bytes_per_token(cfg) == 28 * 1024  # 2 * 28 layers * 2 KV heads * 128 * 2 bytes
-    slots = sample.slots_for(700, 5120)
-    assert slots == 6144
-    per_row = sample.row_bytes(cfg, slots)
-    assert sample.rows_that_fit(cfg, slots, 8, 40 * per_row) == 32
-    assert sample.rows_that_fit(cfg, slots, 8, 8 * per_row) == 8
-    assert sample.rows_that_fit(cfg, slots, 8, 7 * per_row) == 0
-    assert sample.rows_that_fit(cfg, slots, 6, 7 * per_row) == 0  # a group of 6 runs as 8 rows
+    assert kvcache.kv_bytes_per_token(cfg) == 28 * 1024  # 2 * 28 layers * 2 KV heads * 128 * 2 bytes
+    slots = kvcache.slots_for(700, 5120)
+    assert slots == 5888  # 5820 rounded up to SLOT_BUCKET
+    per_row = kvcache.row_bytes(cfg, slots)
+    assert kvcache.rows_that_fit(cfg, slots, 8, 40 * per_row) == 32
+    assert kvcache.rows_that_fit(cfg, slots, 8, 8 * per_row) == 8
+    assert kvcache.rows_that_fit(cfg, slots, 8, 7 * per_row) == 0
+    assert kvcache.rows_that_fit(cfg, slots, 6, 7 * per_row) == 0  # a group of 6 runs as 8 rows
