@@ -174,3 +174,17 @@ def test_cli_runs_a_real_model_on_two_benchmarks(smollm2, tmp_path, capsys):
         with pytest.raises(SystemExit):
             ev.main(["--model", smollm2_path(), "--data-dir", SHARED, "--data", *bad])
     assert "two benchmarks named 'gsm8k'" in capsys.readouterr().err
+
+
+def test_tokens_are_charged_to_a_problem_only_after_the_thinking(tok):
+    think = "let me think about both of them for a while\n</think>"
+    p1, p2 = "\nAnswer 1: \\boxed{7}\n", "wait\nAnswer 2: \\boxed{10}\n"
+    ids = tok(think + p1 + p2, add_special_tokens=False)["input_ids"]
+    n1 = len(tok(p1, add_special_tokens=False)["input_ids"])
+    n2 = len(tok(p2, add_special_tokens=False)["input_ids"])
+    # the shared thinking belongs to no problem; the answers after it are charged as without thinking
+    assert ev.tokens_per_problem(ids, tok, 2, thinking=True) == [n1, n2]
+    # a thinking block that never closed: no problem has an answer, nothing is charged
+    cut = tok("still thinking\nAnswer 1: \\boxed{7}\n", add_special_tokens=False)["input_ids"]
+    assert ev.tokens_per_problem(cut, tok, 2, thinking=True) == [None, None]
+    assert ev.tokens_per_problem(cut, tok, 2, thinking=False)[0] is not None
