@@ -13,6 +13,7 @@ if not torch.cuda.is_available():
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import toy  # noqa: E402, I001  (the repository's own files, found through the path above)
 DATA = os.path.join(ROOT, "..", "shared", "data")
 CACHE = os.environ.get("BCR_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "bcr"))
 
@@ -57,3 +58,23 @@ def smollm2():
     tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
     model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
     return model, tok
+
+
+def eos_likely(model, tok):
+    """A random toy model made to end a little often, so that a group's rollouts differ in length (and
+    the length-penalty reward gives nonzero advantages). In place; returns the model."""
+    with torch.no_grad():
+        model.lm_head.weight[tok.eos_token_id] += 0.2 * model.lm_head.weight.mean(0)
+        model.model.norm.weight.fill_(1.0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def toy_base(tmp_path_factory):
+    """Such a model and the toy tokenizer, saved like a hub model: a directory for --model."""
+    tok = toy.make_tokenizer()
+    model = eos_likely(toy.make_model(tok), tok)
+    path = tmp_path_factory.mktemp("toy_base")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

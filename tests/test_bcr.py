@@ -4,6 +4,7 @@ import os
 
 import pytest
 import torch
+from conftest import eos_likely
 
 import bcr
 import data
@@ -83,19 +84,12 @@ def test_n_too_large_for_the_context(tmp_path, tok):
         bcr.train(args, toy.make_model(tok), tok, PROBLEMS[:50] + long, **quiet)
 
 
-def _eos_likely(model, tok):
-    with torch.no_grad():  # start with EOS a little likely, so that a group sees a spread of lengths
-        model.lm_head.weight[tok.eos_token_id] += 0.2 * model.lm_head.weight.mean(0)
-        model.model.norm.weight.fill_(1.0)
-    return model
-
-
 def test_a_few_bcr_steps_move_the_reward(tmp_path, tok):
     """On a trivially learnable setting (the length penalty on a random model: finish early), a few
     real GRPO steps raise the reward and shorten the rollouts; the log and checkpoint are written."""
     torch.manual_seed(0)
     args = _args(tmp_path, "--steps", "12", "--lr", "3e-3", "--length-penalty", "1.0")
-    bcr.train(args, _eos_likely(toy.make_model(tok), tok), tok, PROBLEMS, **quiet)
+    bcr.train(args, eos_likely(toy.make_model(tok), tok), tok, PROBLEMS, **quiet)
     log = [json.loads(x) for x in open(tmp_path / "log.jsonl")]
     assert len(log) == 12
 
@@ -120,7 +114,7 @@ def _records(out):
 
 def _run_in_two(out, tok, *extra):
     """--steps 3, then --resume --steps 5 from the checkpoint: (final weights, log records)."""
-    bcr.train(_args(out, "--steps", "3", *extra), _eos_likely(toy.make_model(tok), tok), tok, PROBLEMS, **quiet)
+    bcr.train(_args(out, "--steps", "3", *extra), eos_likely(toy.make_model(tok), tok), tok, PROBLEMS, **quiet)
     model, tok2, state = data.load_checkpoint(str(out))
     bcr.train(_args(out, "--steps", "5", "--resume", *extra), model, tok2, PROBLEMS, state=state, **quiet)
     return model.state_dict(), _records(out)
@@ -132,7 +126,7 @@ RESUME_FLAGS = ("--lr", "3e-3", "--length-penalty", "1.0", "--save-every", "10")
 @pytest.fixture(scope="module")
 def straight_run(tmp_path_factory, tok):
     out = tmp_path_factory.mktemp("straight")
-    model = _eos_likely(toy.make_model(tok), tok)
+    model = eos_likely(toy.make_model(tok), tok)
     bcr.train(_args(out, "--steps", "5", *RESUME_FLAGS), model, tok, PROBLEMS, **quiet)
     return model.state_dict(), _records(out)
 
@@ -242,7 +236,7 @@ def test_every_optimizer_step_of_a_batch_is_logged(tmp_path, tok, monkeypatch):
         return seen[-1]
     monkeypatch.setattr(bcr.grpo, "grpo_step", spy)
     args = _args(tmp_path, "--steps", "1", "--mini-batches", "2", "--length-penalty", "1.0")
-    bcr.train(args, _eos_likely(toy.make_model(tok), tok), tok, PROBLEMS, **quiet)
+    bcr.train(args, eos_likely(toy.make_model(tok), tok), tok, PROBLEMS, **quiet)
     rec = json.loads(open(tmp_path / "log.jsonl").read())
     assert rec["optimizer_steps"] == 2 and len(seen) == 2
     assert rec["grad_norm"] == pytest.approx((seen[0]["grad_norm"] + seen[1]["grad_norm"]) / 2)
@@ -251,7 +245,7 @@ def test_every_optimizer_step_of_a_batch_is_logged(tmp_path, tok, monkeypatch):
 
 def test_resume_keeps_the_base_model_as_the_kl_reference(tmp_path, tok, monkeypatch):
     base = tmp_path / "base"
-    model = _eos_likely(toy.make_model(tok), tok)
+    model = eos_likely(toy.make_model(tok), tok)
     model.save_pretrained(base)
     tok.save_pretrained(base)
     flags = ["--model", str(base), "--no-eval", "--beta", "0.1", "--n", "2", "--budget", "24", "--group", "4",

@@ -10,7 +10,6 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 import bcr
-import toy
 
 
 def _free_port():
@@ -35,17 +34,9 @@ def _run(world, flags):
         mp.spawn(_rank, args=(world, _free_port(), flags), nprocs=world, join=True)
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    tok = toy.make_tokenizer()
-    model = toy.make_model(tok)
-    with torch.no_grad():  # EOS a little likely: rollouts of different lengths, so the advantages are not all 0
-        model.lm_head.weight[tok.eos_token_id] += 0.2 * model.lm_head.weight.mean(0)
-        model.model.norm.weight.fill_(1.0)
-    path = tmp_path_factory.mktemp("base")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+@pytest.fixture
+def base(toy_base):
+    return toy_base
 
 
 def _flags(base, out, steps, *extra):

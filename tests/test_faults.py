@@ -21,18 +21,9 @@ import toy
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    """A random toy model with EOS a little likely (so rollouts differ in length), saved like a hub model."""
-    tok = toy.make_tokenizer()
-    model = toy.make_model(tok)
-    with torch.no_grad():
-        model.lm_head.weight[tok.eos_token_id] += 0.2 * model.lm_head.weight.mean(0)
-        model.model.norm.weight.fill_(1.0)
-    path = tmp_path_factory.mktemp("base")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+@pytest.fixture
+def base(toy_base):
+    return toy_base
 
 
 def _flags(base, out, steps):
