@@ -53,7 +53,7 @@ import memory
 import reward as rw
 import toy
 from data import CKPTS, DEFAULT_DATA_DIR, check_context, load_checkpoint, load_model, load_problems, save_checkpoint
-from report import print_table, run_label
+from report import claims, print_claims, print_table, run_label
 
 # STOP_RULE (--stop-at-last-answer, on for the toy, off for the hub presets): without it, BCR taught
 # the toy model to write on after its last answer (a made-up "### Problem 4"). The reward cannot
@@ -98,7 +98,8 @@ def build_parser():
     a("--group-by", default="random", choices=["random", "difficulty"],
       help="a prompt's N problems: drawn at random, or from a fixed list of groups of similar difficulty")
     a("--data-dir", default=DEFAULT_DATA_DIR, help="where benchmark names are looked up")
-    a("--n", type=int, default=3, help="problems per prompt (1 = plain GRPO)")
+    a("--n", type=int, nargs="+", default=[3],
+      help="problems per prompt (1 = plain GRPO); several (--n 1 2 3 4): the step's prompts take them in turn")
     a("--budget", type=int, default=toy.BUDGET, help="max new tokens for the whole response")
     a("--group", type=int, default=8, help="rollouts per prompt (G)")
     a("--prompts", type=int, default=16, help="prompts per step (P)")
@@ -166,7 +167,8 @@ def check_args(args):
     """One message per bad value, naming the flag, the value and what is allowed."""
     def need(ok, flag, allowed):
         return [] if ok else [f"{flag} {getattr(args, flag[2:].replace('-', '_'))!r}: must be {allowed}"]
-    errs = need(args.n >= 1, "--n", ">= 1") + need(args.budget >= 1, "--budget", ">= 1 token")
+    errs = need(min(args.n) >= 1, "--n", "a list of N >= 1") + need(args.budget >= 1, "--budget", ">= 1 token")
+    errs += need(args.group_by == "random" or len(args.n) == 1, "--n", "one N with --group-by difficulty")
     errs += need(args.group >= 2, "--group", ">= 2 (advantages compare the rollouts of a group)")
     errs += need(args.prompts >= 1, "--prompts", ">= 1") + need(args.steps >= 0, "--steps", ">= 0")
     errs += need(args.lr > 0, "--lr", "> 0") + need(args.micro_batch >= 1, "--micro-batch", ">= 1")
@@ -239,8 +241,8 @@ def no_grad_logprobs(model, batch, args):
 def train_step(model, ref, tok, opt, problems, rng, step, args):
     """Rollouts, rewards, advantages and GRPO updates. Returns the step's log record."""
     t0 = time.time()
-    if args.group_by == "random":
-        groups = [rng.sample(problems, args.n) for _ in range(args.prompts)]
+    if args.group_by == "random":  # prompt j holds args.n[j % len(args.n)] problems
+        groups = [rng.sample(problems, args.n[j % len(args.n)]) for j in range(args.prompts)]
     else:  # P groups of the fixed list that data.group_problems made (<out>/groups.json)
         groups = rng.sample(problems.groups, args.prompts)
     mine = ddp.share(range(args.prompts), args.rank, args.world)  # this rank's prompts (all of them: one process)
@@ -248,19 +250,21 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     prompts = [rw.build_prompt(tok, [p["question"] for p in g], instruction=args.instruction) for g in groups]
     model.eval()
     seeds = [(args.seed * 1_000_003 + step) * 4096 + i for i in mine]  # per prompt: the same on any rank
-    roll = ev.rollouts(model, tok, prompts, args.n, args.group, args.budget, args.temperature, seeds,
+    ns = [len(g) for g in groups]
+    roll = ev.rollouts(model, tok, prompts, ns, args.group, args.budget, args.temperature, seeds,
                        args.stop_at_last_answer, max_rows=args.rollout_rows)
     t_roll = time.time() - t0
     rewards, correct_all, answered = [], [], []
     for i, text in enumerate(roll.texts(tok)):
         golds = [p["answer"] for p in groups[i // args.group]]
-        answers = rw.final_answers(text, args.n, bool(roll.finished[i]), args.thinking)
+        n = ns[i // args.group]
+        answers = rw.final_answers(text, n, bool(roll.finished[i]), args.thinking)
         correct = rw.judge(answers, golds)
-        fmt = sum(a is not None for a in answers) / args.n
+        fmt = sum(a is not None for a in answers) / n
         rewards.append(rw.rollout_reward(correct, int(roll.lengths[i]), args.budget, args.length_penalty,
                                          args.target_len if args.reward == "truncation" else 0, fmt,
                                          args.format_weight))
-        correct_all.append(sum(correct) / args.n)
+        correct_all.append(sum(correct) / n)
         answered.append(fmt)
     R = torch.tensor(rewards)
     batch = make_batch(roll, tok.pad_token_id, args.device)
@@ -288,6 +292,7 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     # the record of the whole batch: every rank's rows (one process: its own), then means over them
     parts = ddp.gather({"reward": rewards, "accuracy": correct_all, "answered": answered, "stats": stats,
                         "length": roll.lengths.tolist(), "finished": roll.finished.tolist(),
+                        "n": [ns[i // args.group] for i in range(len(rewards))],
                         "mismatch": mismatch.tolist()})
     every = {k: [x for p in parts for x in p[k]] for k in parts[0]}
     R, mism, n_tok = torch.tensor(every["reward"]), torch.tensor(every["mismatch"] or [0.0]), sum(every["length"])
@@ -297,7 +302,9 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     return {
         "step": step, "reward": R.mean().item(), "accuracy": float(np.mean(every["accuracy"])),
         "answered": float(np.mean(every["answered"])),
-        "tokens_per_problem": n_tok / (R.numel() * args.n),
+        "tokens_per_problem": n_tok / sum(every["n"]),
+        **({f"tokens_per_problem_n{k}": sum(x for x, m in zip(every["length"], every["n"]) if m == k)
+            / sum(m for m in every["n"] if m == k) for k in sorted(set(every["n"]))} if len(args.n) > 1 else {}),
         "truncation_rate": 1 - float(np.mean(every["finished"])),
         "zero_var_groups": (R.view(-1, args.group).std(-1) == 0).float().mean().item(),
         **mean, "ratio_max": max(st["ratio_max"] for _, st in every["stats"]), "optimizer_steps": len(stats),
@@ -322,9 +329,9 @@ def train(args, model, tok, problems, ref=None, state=None, log=print):
     line per step to <out>/log.jsonl; returns the trained model. Ctrl-C stops after the current
     step, with a checkpoint."""
     os.makedirs(args.out, exist_ok=True)
-    if args.n > len(problems):
-        raise ValueError(f"--n {args.n} is larger than the {len(problems)} training problems")
-    check_context(model, tok, problems, args.n, args.budget, args.instruction)
+    if max(args.n) > len(problems):
+        raise ValueError(f"--n {max(args.n)} is larger than the {len(problems)} training problems")
+    check_context(model, tok, problems, max(args.n), args.budget, args.instruction)
     rng = random.Random(args.seed)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
@@ -389,7 +396,7 @@ def main(argv=None):
     # the data first: a bad file fails in a second, not after the warm start or the base evaluation
     try:
         problems = load_problems(args.data, args.data_dir, "train", seed=args.base_seed, group_by=args.group_by,
-                                 group_n=args.n, group_seed=args.seed,
+                                 group_n=args.n[0], group_seed=args.seed,
                                  groups_path=os.path.join(args.out, "groups.json"))
         test = [] if args.no_eval else load_problems(args.eval_data, args.data_dir, "test", seed=args.base_seed,
                                                      n=args.eval_problems)[: args.eval_problems]
@@ -397,8 +404,8 @@ def main(argv=None):
         build_parser().error(str(e))
     if test and max(args.eval_n) > len(test):
         build_parser().error(f"--eval-n {max(args.eval_n)}: only {len(test)} problems to evaluate on")
-    if args.n > len(problems):
-        build_parser().error(f"--n {args.n}: only {len(problems)} training problems in {args.data!r}")
+    if max(args.n) > len(problems):
+        build_parser().error(f"--n {max(args.n)}: only {len(problems)} training problems in {args.data!r}")
     state = None
     if args.resume:  # the checkpoint's weights; the base is loaded again only as the KL reference
         model, tok, state = load_checkpoint(args.out, args.device, args.dtype)
@@ -436,6 +443,8 @@ def main(argv=None):
         print(f"evaluating the {label} model")
         res["bcr"] = ev.scaling_table(model, tok, test, **evaluate)
         print_table(res, args.eval_n, label)
+        res["claims"] = claims(res, args.eval_n)
+        print_claims(res["claims"], args.eval_n)
         with open(os.path.join(args.out, "scaling.json"), "w") as f:
             json.dump(res, f, indent=1)
         print(f"wrote {os.path.join(args.out, 'scaling.json')}")

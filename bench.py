@@ -317,7 +317,7 @@ def bench_gpu(args):
     bargs.thinking = False
     opt = grpo.MasterAdamW(model.parameters(), lr=bargs.lr, betas=(0.9, 0.99))
     problems = toy.make_problems(50, "train", 0)
-    p = memory.plan(cfg, bargs.budget, bargs.group, bargs.prompts, bargs.micro_batch, bargs.n, (bargs.n,),
+    p = memory.plan(cfg, bargs.budget, bargs.group, bargs.prompts, bargs.micro_batch, max(bargs.n), bargs.n,
                     eval_problems=1)
     _mem_reset(device)
     t0 = time.perf_counter()

@@ -59,13 +59,16 @@ from report import compare, load_results, plot, write_outputs
 
 def rollouts(model, tok, prompts, n, samples, budget, temperature, seed, stop_at_last_answer=False, top_p=1.0,
              max_rows=None, progress=None):
-    """sample.generate for prompts of n problems each; with stop_at_last_answer a response ends once
-    its "Answer n:" line is complete, as a stop string would end it (bcr.py says why). seed: one
-    per prompt (or an int); progress(roll) is called with each finished rollout."""
+    """sample.generate for prompts of n problems each (n: one for all, or a list, one per prompt);
+    with stop_at_last_answer a response ends once its "Answer n:" line is complete, as a stop string
+    would end it (bcr.py says why). seed: one per prompt (or an int); progress(roll) is called with
+    each finished rollout."""
     roll = sample.generate(model, prompts, samples, budget, temperature, top_p=top_p, eos_token_ids=[tok.eos_token_id],
                            pad_token_id=tok.pad_token_id, seed=seed, max_rows=max_rows)
     if stop_at_last_answer:
-        roll.stop_at(tok, lambda text: rw.last_answer_end(text, n) is not None)
+        ns = n if isinstance(n, list) else [n] * len(prompts)
+        roll.stop_at(tok, [lambda text, k=k: rw.last_answer_end(text, k) is not None
+                           for k in ns for _ in range(samples)])
     if progress is not None:
         progress(roll)
     return roll

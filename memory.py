@@ -246,7 +246,7 @@ def check_run(args, log=print):
     cfg, source = model_config(args.model)
     gpu_name = gpu_for(args.preset) if args.gpu_mem is None and not on_gpu else ""
     gib = args.gpu_mem or (device_gib(args.device) if on_gpu else GPUS.get(gpu_name))
-    p = plan(cfg, args.budget, args.group, args.prompts, args.micro_batch, args.n, args.eval_n, args.eval_budget,
+    p = plan(cfg, args.budget, args.group, args.prompts, args.micro_batch, max(args.n), args.eval_n, args.eval_budget,
              args.eval_problems, args.beta, args.dtype, args.grad_checkpointing, gib)
     if args.plan:
         log(format_plan(p, source, gpu_name))

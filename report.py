@@ -5,6 +5,7 @@ report.py: what a run prints and writes: tables, results.json and CSV files, plo
     compare(dir_a, dir_b)          the paper's base-vs-trained table (eval.py --compare)
     plot(runs, out_dir)            task scaling, budget curve, length histograms (matplotlib, optional)
     print_table(res, ns, label)    bcr.py's base-vs-trained table per N
+    claims(res, ns)                the paper's three claims read off that table (scaling.json)
 """
 import csv
 import json
@@ -165,7 +166,7 @@ def run_label(args):
         return "trunc"
     if args.length_penalty:
         return "lenpen"
-    return "GRPO" if args.n == 1 else "BCR"
+    return "GRPO" if args.n == [1] else "BCR"
 
 
 def print_table(res, ns, label="BCR", log=print):
@@ -178,3 +179,50 @@ def print_table(res, ns, label="BCR", log=print):
         lines.append(f"{n:>2} | {b['accuracy']:>8.3f} {b['tokens_per_problem']:>13.1f} | "
                      f"{t['accuracy']:>10.3f} {t['tokens_per_problem']:>14.1f} | {d:>+6.1f}%")
     log("\n".join(lines))
+
+
+# what the toy must show (issue #20); the paper's own numbers: 16-63% fewer tokens at N=1
+FREE_LUNCH_TOKENS, FREE_LUNCH_ACC, SCALING_FALL = -0.30, -0.01, 0.15
+# a fall in tokens per problem that comes from responses cut at the budget is the cap, not the law
+MAX_TRUNCATION = 0.5
+
+
+def claims(res, ns):
+    """The free lunch and the task-scaling law, read off bcr.py's scaling.json ({"base": {str(N):
+    row}, "bcr": {str(N): row}}), for the Ns in increasing order:
+
+      free lunch     at the smallest N the trained model's tokens per problem change by
+                     `tokens` (a fraction of the base's) and its accuracy by `accuracy`;
+                     holds when tokens <= -30% and accuracy >= -1 point
+      scaling law    the trained model's tokens per problem fall strictly from each N to the
+                     next, by `fall` (a fraction) from the first N to the last, and its accuracy
+                     is at least the base's at every N; holds when all three do, fall >= 15%
+                     and at most half of its responses are cut by the budget at any N
+    """
+    ns = sorted(ns)
+    b, t = ({str(n): res[k][str(n)] for n in ns} for k in ("base", "bcr"))
+    first, last = str(ns[0]), str(ns[-1])
+    toks = [t[str(n)]["tokens_per_problem"] for n in ns]
+    lunch_tok = t[first]["tokens_per_problem"] / b[first]["tokens_per_problem"] - 1
+    lunch_acc = t[first]["accuracy"] - b[first]["accuracy"]
+    strict = all(x > y for x, y in zip(toks, toks[1:]))
+    fall = 1 - t[last]["tokens_per_problem"] / t[first]["tokens_per_problem"]
+    above = all(t[k]["accuracy"] >= b[k]["accuracy"] for k in t)
+    cut = max(t[k].get("truncation_rate", 0.0) for k in t)
+    return {"free_lunch": {"tokens": lunch_tok, "accuracy": lunch_acc,
+                           "holds": lunch_tok <= FREE_LUNCH_TOKENS and lunch_acc >= FREE_LUNCH_ACC},
+            "scaling_law": {"tokens_per_problem": toks, "strictly_falling": strict, "fall": fall,
+                            "accuracy_at_least_base": above, "max_truncation": cut,
+                            "holds": strict and above and fall >= SCALING_FALL and cut <= MAX_TRUNCATION}}
+
+
+def print_claims(c, ns, log=print):
+    lunch, law = c["free_lunch"], c["scaling_law"]
+    yes = {True: "holds", False: "does not hold"}
+    log(f"free lunch at N={min(ns)}: tokens per problem {lunch['tokens']:+.1%}, accuracy "
+        f"{lunch['accuracy'] * 100:+.1f} points ({yes[lunch['holds']]}: <= {FREE_LUNCH_TOKENS:.0%} at >= "
+        f"{FREE_LUNCH_ACC * 100:+.0f} point)")
+    log(f"task-scaling law: tokens per problem {' / '.join(f'{x:.1f}' for x in law['tokens_per_problem'])} "
+        f"(strictly falling: {law['strictly_falling']}), {law['fall']:.1%} less from N={min(ns)} to N={max(ns)}, "
+        f"accuracy >= base at every N: {law['accuracy_at_least_base']}, at most {law['max_truncation']:.0%} "
+        f"cut by the budget ({yes[law['holds']]}: falling, >= {SCALING_FALL:.0%}, <= {MAX_TRUNCATION:.0%} cut)")

@@ -129,16 +129,17 @@ class Rollout:
     def stop_at(self, tokenizer, is_done):
         """End each completion at the shortest prefix whose decoded text satisfies is_done(text),
         as a stop string would (an EOS right after that prefix is kept). In place; returns self.
-        Used for BCR's stop rule (reward.last_answer_end); is_done must stay true once true."""
+        Used for BCR's stop rule (reward.last_answer_end); is_done must stay true once true. is_done:
+        one predicate for every completion, or a list of them, one per completion."""
         eos = set(self.eos_ids)
         for i in range(len(self.lengths)):
-            toks = self.tokens(i)
-            if not is_done(tokenizer.decode(toks, skip_special_tokens=True)):
+            toks, done = self.tokens(i), is_done[i] if isinstance(is_done, list) else is_done
+            if not done(tokenizer.decode(toks, skip_special_tokens=True)):
                 continue
             lo, hi = 1, len(toks)  # binary search for the shortest prefix that is done
             while lo < hi:
                 mid = (lo + hi) // 2
-                if is_done(tokenizer.decode(toks[:mid], skip_special_tokens=True)):
+                if done(tokenizer.decode(toks[:mid], skip_special_tokens=True)):
                     hi = mid
                 else:
                     lo = mid + 1

@@ -48,6 +48,7 @@ from tokenizers import Tokenizer, decoders, models
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from reward import build_prompt, chat_prompt_ids, problem_blocks
+from sample import generate
 
 # the toy preset's evaluation, defined once (bcr.py and eval.py read these): held-out problems,
 # the budget of the whole response (the training budget) and the sampling seed
@@ -204,20 +205,45 @@ def _collate(examples, pad_id):
     return ids, labels, mask
 
 
+READ_LINES = 2  # the first needed lines of a solution, which read the problem out of the prompt
+
+
+def reading_prompt(tokenizer, questions):
+    """A reading drill's prompt: the N problems in the BCR block format under another instruction,
+    so that the lookups are the ones a BCR prompt needs."""
+    content = f"Name the numbers of these {len(questions)} problems." + problem_blocks(questions)
+    return chat_prompt_ids(tokenizer, content)
+
+
+def reading_answer(questions, order):
+    """The drill's answer: for each problem k of `order`, its header and its reading lines."""
+    return "\n".join("\n".join([f"### Problem {k}"] + needed_lines(questions[k - 1], k)[:READ_LINES]) for k in order)
+
+
 def naming_example(tokenizer, problems, rng):
-    """(input_ids, labels) of a reading drill: N problems in the BCR block format under another
-    instruction, and a response that only names their numbers, problems in a random order
+    """(input_ids, labels) of a reading drill: the problems asked in a random order
     ("### Problem 3\nx3 = 48 \ny3 = 19\n### Problem 1\n..."). Short, and every line is a lookup
     in the prompt by problem index, so it trains that lookup far more densely than full solutions."""
-    n = len(problems)
-    # the blocks of a BCR prompt, so the lookups are the ones a BCR prompt needs
-    content = f"Name the numbers of these {n} problems." + problem_blocks([p["question"] for p in problems])
-    ids = chat_prompt_ids(tokenizer, content)
-    order = rng.sample(range(1, n + 1), n)
-    resp = "\n".join("\n".join([f"### Problem {k}"] + needed_lines(problems[k - 1]["question"], k)[:2])
-                     for k in order)
+    qs = [p["question"] for p in problems]
+    ids = reading_prompt(tokenizer, qs)
+    resp = reading_answer(qs, rng.sample(range(1, len(qs) + 1), len(qs)))
     resp_ids = tokenizer(resp, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return ids + resp_ids, [-100] * len(ids) + resp_ids
+
+
+def reads_all(questions, text):
+    """Does a drill's answer name the numbers of every problem right (in any order)?"""
+    return all(reading_answer(questions, [k]) in text for k in range(1, len(questions) + 1))
+
+
+def reading_check(model, tokenizer, problems, n=4):
+    """The fraction of N-problem reading drills (len(problems) // n prompts, greedy) in which the
+    model names the numbers of every problem right (reads_all)."""
+    groups = [[p["question"] for p in problems[i:i + n]] for i in range(0, len(problems) // n * n, n)]
+    per_problem = len(tokenizer(reading_answer(groups[0][:1], [1]), add_special_tokens=False)["input_ids"]) + 4
+    roll = generate(model, [reading_prompt(tokenizer, qs) for qs in groups], 1, per_problem * n, temperature=0,
+                    eos_token_ids=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, seed=0)
+    return sum(map(reads_all, groups, roll.texts(tokenizer))) / len(groups)
 
 
 def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drills_per_step=8, log=print):
@@ -268,6 +294,9 @@ def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drill
         if step % 100 == 0 or step == steps - 1:
             log(f"  step {step:4d}  N={n}  loss {loss.item():.3f}  {time.time() - t0:.0f}s")
     model.eval()
+    read = reading_check(model, tok, make_problems(400, "test", seed), 4)
+    log(f"reading check: the base names every number of an N=4 prompt right in {read:.0%} of 100 held-out "
+        f"prompts (greedy)")
     return model, tok
 
 

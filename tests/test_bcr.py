@@ -219,7 +219,7 @@ def test_presets_list_only_known_keys_and_help_shows_the_toy_defaults(monkeypatc
         bcr.parse_args(["--help"])
     assert "--budget BUDGET       max new tokens for the whole response (default: 150)" in capsys.readouterr().out
     args = bcr.parse_args(["--preset", "r1-1.5b", "--budget", "100"])
-    assert args.budget == 100 and args.lr == 1e-6 and args.dtype == "bfloat16" and args.n == 3
+    assert args.budget == 100 and args.lr == 1e-6 and args.dtype == "bfloat16" and args.n == [3]
     monkeypatch.setitem(bcr.PRESETS, "bad", {"budjet": 5})
     with pytest.raises(SystemExit):
         bcr.parse_args(["--preset", "bad"])
@@ -272,3 +272,28 @@ def test_bad_data_is_a_clear_error_before_the_warm_start(tmp_path, capsys, monke
     with pytest.raises(SystemExit) as e:
         bcr.main(["--data", str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "run")])
     assert e.value.code == 2 and msg in capsys.readouterr().err
+
+
+def test_mixed_n_prompts_take_the_ns_in_turn_and_log_tokens_per_n(tmp_path, tok):
+    """--n 1 2: prompt j holds args.n[j % 2] problems; each rollout is graded against its own N and
+    the log counts tokens per problem over all the problems of the step, and per N."""
+    args = _args(tmp_path, "--steps", "1", "--n", "1", "2", "--prompts", "4", "--group", "2")
+    calls = []
+    real = bcr.rw.final_answers
+
+    def spy(text, n, *a, **k):
+        calls.append(n)
+        return real(text, n, *a, **k)
+    bcr.rw.final_answers = spy
+    try:
+        bcr.train(args, eos_likely(toy.make_model(tok), tok), tok, PROBLEMS, **quiet)
+    finally:
+        bcr.rw.final_answers = real
+    assert calls == [1, 1, 2, 2, 1, 1, 2, 2]  # 4 prompts x 2 rollouts, N = 1, 2, 1, 2
+    rec = json.loads(open(tmp_path / "log.jsonl").readline())
+    assert {"tokens_per_problem_n1", "tokens_per_problem_n2"} <= set(rec)
+    # the overall figure is the problems-weighted mean of the two: 4 rows of N=1, 4 rows of N=2
+    assert rec["tokens_per_problem"] == pytest.approx((4 * rec["tokens_per_problem_n1"]
+                                                       + 8 * rec["tokens_per_problem_n2"]) / 12)
+    with pytest.raises(SystemExit):
+        bcr.parse_args(["--n", "2", "3", "--group-by", "difficulty"])

@@ -3,6 +3,8 @@ import csv
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -188,3 +190,65 @@ def test_tokens_are_charged_to_a_problem_only_after_the_thinking(tok):
     cut = tok("still thinking\nAnswer 1: \\boxed{7}\n", add_special_tokens=False)["input_ids"]
     assert ev.tokens_per_problem(cut, tok, 2, thinking=True) == [None, None]
     assert ev.tokens_per_problem(cut, tok, 2, thinking=False)[0] is not None
+
+
+def _run_dir(tmp_path, base, trained):
+    """A run directory as bcr.py leaves it: scaling.json with the base's and the trained model's rows,
+    each (accuracy, tokens per problem[, truncation rate]) per N."""
+    def row(r):  # (accuracy, tokens per problem[, truncation rate])
+        return {"accuracy": r[0], "tokens_per_problem": r[1], "truncation_rate": (r + (0.0,))[2], "problems": 600}
+    res = {k: {str(n): row(r) for n, r in enumerate(rows, 1)} for k, rows in (("base", base), ("bcr", trained))}
+    (tmp_path / "scaling.json").write_text(json.dumps(res))
+    return json.loads((tmp_path / "scaling.json").read_text())
+
+
+def test_claims_are_computed_from_a_run_directory(tmp_path):
+    base = [(0.60, 56.0), (0.30, 33.0), (0.10, 22.0), (0.02, 16.5)]
+    bcr = [(0.62, 36.4), (0.55, 29.0), (0.40, 21.0), (0.30, 16.0)]
+    c = report.claims(_run_dir(tmp_path, base, bcr), [1, 2, 3, 4])
+    lunch, law = c["free_lunch"], c["scaling_law"]
+    assert lunch["tokens"] == pytest.approx(36.4 / 56.0 - 1) and lunch["accuracy"] == pytest.approx(0.02)
+    assert lunch["holds"]  # -35% at +2 points
+    assert law["tokens_per_problem"] == [36.4, 29.0, 21.0, 16.0] and law["strictly_falling"]
+    assert law["fall"] == pytest.approx(1 - 16.0 / 36.4) and law["accuracy_at_least_base"] and law["holds"]
+
+
+@pytest.mark.parametrize("change, broken", [
+    (lambda b, t: t.__setitem__(0, (0.62, 40.0)), "free_lunch"),      # only 29% fewer tokens
+    (lambda b, t: t.__setitem__(1, (0.55, 36.4)), "scaling_law"),     # flat from N=1 to N=2
+    (lambda b, t: t.__setitem__(3, (0.30, 31.5)), "scaling_law"),     # falls strictly, but only 13.5%
+    (lambda b, t: t.__setitem__(3, (0.01, 16.0)), "scaling_law"),     # below the base's accuracy at N=4
+    (lambda b, t: t.__setitem__(0, (0.595, 36.4)), "scaling_law"),    # half a point below the base at N=1
+    (lambda b, t: t.__setitem__(3, (0.30, 16.0, 0.9)), "scaling_law"),  # the fall is the budget's cut
+])
+def test_each_claim_fails_when_its_numbers_do(tmp_path, change, broken):
+    base = [(0.60, 56.0), (0.30, 33.0), (0.10, 22.0), (0.02, 16.5)]
+    bcr = [(0.62, 36.4), (0.55, 29.0), (0.40, 21.0), (0.30, 16.0)]
+    change(base, bcr)
+    c = report.claims(_run_dir(tmp_path, base, bcr), [1, 2, 3, 4])
+    assert not c[broken]["holds"]
+    assert c[{"free_lunch": "scaling_law", "scaling_law": "free_lunch"}[broken]]["holds"]
+
+
+def test_a_less_accurate_free_lunch_fails_both_claims(tmp_path):
+    base = [(0.60, 56.0), (0.30, 33.0), (0.10, 22.0), (0.02, 16.5)]
+    bcr = [(0.58, 36.4), (0.55, 29.0), (0.40, 21.0), (0.30, 16.0)]  # 2 points below the base at N=1
+    c = report.claims(_run_dir(tmp_path, base, bcr), [1, 2, 3, 4])
+    assert not c["free_lunch"]["holds"] and not c["scaling_law"]["holds"]
+
+
+def test_seed_table_reads_finished_runs(tmp_path):
+    # scripts/toy_seeds.py on a run directory that already has its scaling.json: read, not run again
+    base = [(0.60, 56.0), (0.30, 33.0), (0.10, 22.0), (0.02, 16.5)]
+    bcr = [(0.62, 36.4), (0.55, 36.4), (0.40, 21.0), (0.30, 16.0)]  # flat from N=1 to N=2
+    (tmp_path / "b0-s0").mkdir()
+    _run_dir(tmp_path / "b0-s0", base, bcr)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, os.path.join(root, "scripts", "toy_seeds.py"), "--base-seeds", "0",
+                          "--seeds", "0", "--length-penalty", "--out", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    row = [x for x in out.splitlines() if x.startswith("| 0, 0 |")][-1]
+    assert "0.600 -> 0.620" in row and "56.0 -> 36.4 (-35%) yes" in row
+    assert "36.4 / 36.4 / 21.0 / 16.0 (-56%, 0% cut) **no**" in row  # the law fails: not strictly falling
+    seeds = json.load(open(tmp_path / "seeds.json"))
+    assert seeds["b0-s0"]["claims"]["free_lunch"]["holds"] and seeds["b0-s0"]["seconds"] is None

@@ -43,7 +43,7 @@ def test_preset_code_path_end_to_end(preset, tmp_path, capsys):
     res = bcr.main(flags + ["--steps", "2"])
     args = json.load(open(out / "args.json"))
     assert args["dtype"] == "bfloat16" and args["grad_checkpointing"] and args["thinking"] is True
-    assert set(res) == {"base", "bcr"} and set(res["base"]) == {"1", "2"}
+    assert set(res) == {"base", "bcr", "claims"} and set(res["base"]) == {"1", "2"}
     log = [json.loads(x) for x in open(out / "log.jsonl")]
     assert [r["step"] for r in log] == [0, 1]
     assert log[0]["on_policy_ratio_dev"] < 1e-4  # the trainer's own old log-probs, in bf16

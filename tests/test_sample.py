@@ -281,6 +281,19 @@ def test_stop_at_cuts_what_follows_and_keeps_an_eos():
     assert roll.logprobs[1, :n_resp].sum().item() == pytest.approx(-0.5 * n_resp)
 
 
+def test_stop_at_takes_one_rule_per_completion():
+    """Mixed N in one batch (bcr.py --n 1 2 3 4): each completion stops at its own prompt's last answer."""
+    tok = toy.make_tokenizer()
+    two = RESP[: RESP.index("### Problem 3")].rstrip("\n")  # answers 1 and 2 only
+    ids = [tok(two, add_special_tokens=False)["input_ids"]] * 2
+    comp, lp = torch.tensor(ids), torch.full((2, len(ids[0])), -0.5)
+    roll = sample.Rollout([[1]] * 2, comp, lp, torch.tensor([len(ids[0])] * 2), torch.tensor([False, False]),
+                          1, tok.pad_token_id, (tok.eos_token_id,))
+    roll.stop_at(tok, [lambda text, k=k: last_answer_end(text, k) is not None for k in (1, 2)])
+    first = RESP[: RESP.index("}") + 1]  # a prompt of one problem ends after "Answer 1: \\boxed{..}"
+    assert roll.texts(tok) == [first, two] and roll.finished.tolist() == [True, True]
+
+
 # ---------------------------------------------------------------------------------------------
 # issue #17: grouped KV heads in the compiled step, a bounded set of compiled shapes, row chunks
 

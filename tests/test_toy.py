@@ -149,3 +149,43 @@ def test_reading_drill_names_each_problems_numbers_in_a_random_order():
         assert sorted(order) == [1, 2, 3, 4]
         orders.add(tuple(order))
     assert len(orders) > 5
+
+
+def test_reads_all_scores_a_drill_answer_by_hand():
+    qs = ["47 + 38", "12 + 59", "30 + 30"]
+    right = "### Problem 2\nx2 = 12 \ny2 = 59\n### Problem 1\nx1 = 47 \ny1 = 38\n### Problem 3\nx3 = 30 \ny3 = 30"
+    assert toy.reads_all(qs, right)  # any order
+    assert not toy.reads_all(qs, right.replace("y2 = 59", "y2 = 38"))  # problem 1's number for problem 2
+    assert not toy.reads_all(qs, right[: right.index("\n### Problem 3")])  # one problem not named
+    # the reference drill answer is what reads_all accepts, in every order
+    for order in ([1, 2, 3], [3, 1, 2]):
+        assert toy.reads_all(qs, toy.reading_answer(qs, order))
+
+
+def test_reading_check_is_greedy_over_held_out_prompts_and_printed_by_the_warm_start():
+    tok = toy.make_tokenizer()
+    model = toy.make_model(tok).eval()
+    held = toy.make_problems(40, "test", 0)
+    r = toy.reading_check(model, tok, held, 4)
+    assert r == 0.0 and toy.reading_check(model, tok, held, 4) == r  # a random model reads nothing; greedy
+    logs = []
+    toy.warm_start(seed=3, steps=2, problems_per_step=4, drills_per_step=2, log=logs.append)
+    assert logs[-1].startswith("reading check: the base names every number of an N=4 prompt right in ")
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(data.toy_base_dir(0), "config.json")),
+                    reason="no cached toy base (python bcr.py makes one)")
+def test_reading_check_of_a_trained_base_equals_hf_greedy_generate():
+    # the sampler's greedy drill answers against transformers' own generate, prompt by prompt
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(data.toy_base_dir(0)).eval()
+    tok = AutoTokenizer.from_pretrained(data.toy_base_dir(0))
+    held = toy.make_problems(40, "test", 0)
+    right = []
+    for i in range(0, 40, 4):
+        qs = [p["question"] for p in held[i:i + 4]]
+        ids = torch.tensor([toy.reading_prompt(tok, qs)])
+        out = model.generate(ids, max_new_tokens=80, do_sample=False, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id)
+        right.append(toy.reads_all(qs, tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)))
+    assert toy.reading_check(model, tok, held, 4) == sum(right) / len(right)
