@@ -5,7 +5,7 @@ report.py: what a run prints and writes: tables, results.json and CSV files, plo
     compare(dir_a, dir_b)          the paper's base-vs-trained table (eval.py --compare)
     plot(runs, out_dir)            task scaling, budget curve, length histograms (matplotlib, optional)
     print_table(res, ns, label)    bcr.py's base-vs-trained table per N
-    claims(res, ns)                the paper's three claims read off that table (scaling.json)
+    claims(res, ns)                the free lunch and the task-scaling law read off that table
 """
 import csv
 import json

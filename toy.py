@@ -22,6 +22,7 @@ The world:
   - a supervised warm start (plain cross-entropy) gives the *base model*, verbose, trained on
     prompts of N = 1..4 problems and on reading drills (name the numbers of every problem of a
     prompt, asked in a random order), without which it reads problem 1 only (docs/toy_world.md).
+    It ends with a reading check: greedy drills on held-out N=4 prompts (reading_check).
 
 So length can be cut wisely (drop the re-checks) or badly (drop a needed step). A BCR-trained
 model should learn the first.
