@@ -14,15 +14,17 @@ The world:
     into tens and units, add each, add the two ("40+30+7+8" -> "70+15" -> "85"). These steps are
     *needed*: each line is a small table lookup on the lines just above, while the sum in one go
     is a table the model never sees. Naming the numbers is reading problem k out of the prompt;
-  - *redundant* reasoning mixed in at random, which never changes the answer: each computed line
-    is re-checked 0 to 3 times, uniformly ("wait, check: 70+15", "check again: 70+15", "once
-    more: 70+15", each re-check with its own opening so that the model need not count repeats),
+  - *redundant* reasoning mixed in at random, which never changes the answer: each problem is
+    worked at a level of care from 0 to 3, uniformly, and each of its computed lines is re-checked
+    that many times ("wait, check: 70+15", "check again: 70+15", "once more: 70+15", each
+    re-check with its own opening so that the model need not count repeats),
     and the result is restated with probability 1/2 ("so the sum is 85"). The minimal solution is
     about half the average reference (34 of 68 tokens, header and answer line included);
   - a supervised warm start (plain cross-entropy) gives the *base model*, verbose, trained on
     prompts of N = 1..4 problems and on reading drills (name the numbers of every problem of a
     prompt, asked in a random order), without which it reads problem 1 only (docs/toy_world.md).
-    It ends with a reading check: greedy drills on held-out N=4 prompts (reading_check).
+    It ends with a reading check: greedy solutions to held-out N=4 BCR prompts, and how often
+    they name every number of every problem right (reading_check).
 
 So length can be cut wisely (drop the re-checks) or badly (drop a needed step). A BCR-trained
 model should learn the first.
@@ -55,7 +57,7 @@ from sample import generate
 # the budget of the whole response (the training budget) and the sampling seed
 EVAL_PROBLEMS, BUDGET, EVAL_SEED = 600, 150, 1234
 
-# each needed line is re-checked 0 to 3 times, uniformly; the k-th re-check starts with CHECKS[k-1], so
+# each computed line is re-checked 0 to 3 times (one level per problem); the k-th re-check starts with CHECKS[k-1], so
 # the model sees from the last line alone how many came before (a tiny model cannot count repeats)
 CHECKS = ["wait, check: ", "check again: ", "once more: "]
 MAX_CHECKS = len(CHECKS)
@@ -155,17 +157,23 @@ def needed_lines(question, k=1):
 def solution_steps(question, rng, redundant=True, k=1):
     """The lines of a step-by-step solution of problem k, with random redundant lines.
 
-    Needed: needed_lines(question, k). Redundant: after each computed line (not the two naming
-    lines), 0 to MAX_CHECKS re-checks that repeat it ("wait, check: 70+15"), uniformly at random,
-    and with probability 1/2 a restated result at the end ("so the sum is 85"). A re-check repeats
-    its line, so the next needed line reads its inputs at the same place whether or not re-checks
-    came between.
+    Needed: needed_lines(question, k). Redundant: the problem is worked at one level of care c,
+    0 to MAX_CHECKS uniformly at random, and each computed line (not the two naming lines) is
+    followed by c re-checks that repeat it ("wait, check: 70+15"); with probability 1/2 a restated
+    result ends it ("so the sum is 85"). A re-check repeats its line, so the next needed line reads
+    its inputs at the same place whether or not re-checks came between.
+
+    One level per problem, not one draw per line, so that a prompt's problems start at widely
+    spread places in a response (a minimal problem is 34 tokens, a careful one 95): with one draw
+    per line the lengths bunched near the mean, and bases read problem k only at the distances
+    they had seen, failing once BCR shortened the problems before it (docs/toy_world.md).
     """
+    care = rng.randint(0, MAX_CHECKS)
     lines = []
     for i, line in enumerate(needed_lines(question, k)):
         lines.append(line)
         if redundant and i >= 2:
-            lines += [c + line for c in CHECKS[: rng.randint(0, MAX_CHECKS)]]
+            lines += [c + line for c in CHECKS[:care]]
     if redundant and rng.random() < 0.5:
         lines.append(f"so the sum is {lines[-1].split()[-1]}")
     return lines
@@ -233,16 +241,22 @@ def naming_example(tokenizer, problems, rng):
 
 
 def reads_all(questions, text):
-    """Does a drill's answer name the numbers of every problem right (in any order)?"""
+    """Does a response name the numbers of every problem right (in any order)? Problem k's block
+    must hold its header and its reading lines ("### Problem 2\nx2 = 12 \ny2 = 59"), as a drill
+    answer and a BCR solution both do."""
     return all(reading_answer(questions, [k]) in text for k in range(1, len(questions) + 1))
 
 
+READ_BUDGET = 120  # new tokens per problem in the reading check: a greedy base's solution is about 95
+
+
 def reading_check(model, tokenizer, problems, n=4):
-    """The fraction of N-problem reading drills (len(problems) // n prompts, greedy) in which the
-    model names the numbers of every problem right (reads_all)."""
+    """The fraction of N-problem BCR prompts (len(problems) // n of them, greedy) whose response
+    names the numbers of every problem right (reads_all). It reads BCR prompts, not drills: that is
+    the reading BCR needs, and a base can answer every drill right yet misread problem 2 of a
+    prompt in the middle of a solution (docs/toy_world.md: 100% on drills, 0% here)."""
     groups = [[p["question"] for p in problems[i:i + n]] for i in range(0, len(problems) // n * n, n)]
-    per_problem = len(tokenizer(reading_answer(groups[0][:1], [1]), add_special_tokens=False)["input_ids"]) + 4
-    roll = generate(model, [reading_prompt(tokenizer, qs) for qs in groups], 1, per_problem * n, temperature=0,
+    roll = generate(model, [build_prompt(tokenizer, qs, "bcr") for qs in groups], 1, READ_BUDGET * n, temperature=0,
                     eos_token_ids=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, seed=0)
     return sum(map(reads_all, groups, roll.texts(tokenizer))) / len(groups)
 
@@ -297,7 +311,7 @@ def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drill
     model.eval()
     read = reading_check(model, tok, make_problems(400, "test", seed), 4)
     log(f"reading check: the base names every number of an N=4 prompt right in {read:.0%} of 100 held-out "
-        f"prompts (greedy)")
+        f"BCR prompts (greedy)")
     return model, tok
 
 

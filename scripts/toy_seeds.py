@@ -7,12 +7,13 @@ for each run, and the time each run took (a base seed's first run includes its w
 
 Each run is `python bcr.py --base-seed B --seed S --out <out>/b<B>-s<S>` in a subprocess; a run
 whose scaling.json exists is read, not run again (delete it to rerun). The length-penalty runs use
-RL seed 0 on every base. Prints a markdown table (docs/toy_world.md keeps it) and writes
-<out>/seeds.json.
+RL seed 0 on every base. Prints a markdown table (docs/toy_world.md keeps it; a run read back
+shows the total time its log printed) and writes <out>/seeds.json.
 """
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -23,11 +24,20 @@ sys.path.insert(0, ROOT)
 from report import claims  # noqa: E402
 
 
+def logged_seconds(log_path):
+    """The "total time Ns" that bcr.py printed last in a run's log, or None."""
+    if not os.path.exists(log_path):
+        return None
+    times = re.findall(r"^total time (\d+)s$", open(log_path).read(), re.M)
+    return float(times[-1]) if times else None
+
+
 def run(out, flags):
-    """scaling.json of `python bcr.py flags --out out`, and the seconds the run took (None: read)."""
+    """scaling.json of `python bcr.py flags --out out`, and the seconds the run took: the wall time
+    of the subprocess, or, for a run read back, the total time its log printed (None: no log)."""
     path = os.path.join(out, "scaling.json")
     if os.path.exists(path):
-        return json.load(open(path)), None
+        return json.load(open(path)), logged_seconds(out + ".log")
     t0 = time.time()
     cmd = [sys.executable, os.path.join(ROOT, "bcr.py"), *flags, "--out", out]
     print("$", " ".join(cmd[1:]), flush=True)
@@ -49,7 +59,7 @@ def row(label, res, ns, seconds):
     return (f"| {label} | {b['1']['accuracy']:.3f} -> {t['1']['accuracy']:.3f} | "
             f"{b['1']['tokens_per_problem']:.1f} -> {t['1']['tokens_per_problem']:.1f} ({lunch['tokens']:+.0%}) "
             f"{yes[lunch['holds']]} | {' / '.join(f'{x:.1f}' for x in law['tokens_per_problem'])} "
-            f"(-{law['fall']:.0%}, {law['max_truncation']:.0%} cut) {yes[law['holds']]} | "
+            f"({-law['fall']:+.0%} from N=1 to 4, {law['max_truncation']:.0%} cut) {yes[law['holds']]} | "
             f"{accs(t)} | {accs(b)} | "
             f"{'-' if seconds is None else f'{seconds:.0f} s'} |")
 

@@ -249,6 +249,13 @@ def test_seed_table_reads_finished_runs(tmp_path):
                          capture_output=True, text=True, check=True).stdout
     row = [x for x in out.splitlines() if x.startswith("| 0, 0 |")][-1]
     assert "0.600 -> 0.620" in row and "56.0 -> 36.4 (-35%) yes" in row
-    assert "36.4 / 36.4 / 21.0 / 16.0 (-56%, 0% cut) **no**" in row  # the law fails: not strictly falling
+    assert "36.4 / 36.4 / 21.0 / 16.0 (-56% from N=1 to 4, 0% cut) **no**" in row  # not strictly falling
+    assert row.endswith("| - |")  # no log: no time
     seeds = json.load(open(tmp_path / "seeds.json"))
     assert seeds["b0-s0"]["claims"]["free_lunch"]["holds"] and seeds["b0-s0"]["seconds"] is None
+    # with the run's log, the total time bcr.py printed there
+    (tmp_path / "b0-s0.log").write_text("step 0 ... 12s\nwrote scaling.json\ntotal time 275s\n")
+    out = subprocess.run([sys.executable, os.path.join(root, "scripts", "toy_seeds.py"), "--base-seeds", "0",
+                          "--seeds", "0", "--length-penalty", "--out", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    assert [x for x in out.splitlines() if x.startswith("| 0, 0 |")][-1].endswith("| 275 s |")

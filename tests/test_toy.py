@@ -36,9 +36,11 @@ def test_redundancy_is_random_and_bounded():
     rng = random.Random(1)
     sols = [toy.solution_steps("47 + 38", rng) for _ in range(2000)]
     counts = [sum(line.startswith(tuple(toy.CHECKS)) for line in sol) for sol in sols]
-    # three computed lines, each re-checked 0..MAX_CHECKS times, uniformly
-    assert min(counts) == 0 and max(counts) == 3 * toy.MAX_CHECKS
-    assert abs(sum(counts) / len(counts) - 3 * toy.MAX_CHECKS / 2) < 0.2
+    # one level of care c = 0..MAX_CHECKS per problem, uniformly: each of the three computed lines
+    # is re-checked c times, so a solution holds 0, 3, 6 or 9 re-checks, each a quarter of the time
+    assert sorted(set(counts)) == [3 * c for c in range(toy.MAX_CHECKS + 1)]
+    for c in range(toy.MAX_CHECKS + 1):
+        assert abs(counts.count(3 * c) / len(counts) - 1 / (toy.MAX_CHECKS + 1)) < 0.04
     # the k-th re-check of a line opens with CHECKS[k-1]: what comes next never depends on counting
     for sol in sols[:200]:
         for prev, line in zip(sol, sol[1:]):
@@ -176,16 +178,17 @@ def test_reading_check_is_greedy_over_held_out_prompts_and_printed_by_the_warm_s
 @pytest.mark.skipif(not os.path.exists(os.path.join(data.toy_base_dir(0), "config.json")),
                     reason="no cached toy base (python bcr.py makes one)")
 def test_reading_check_of_a_trained_base_equals_hf_greedy_generate():
-    # the sampler's greedy drill answers against transformers' own generate, prompt by prompt
+    # the sampler's greedy solutions against transformers' own generate, prompt by prompt
     from transformers import AutoModelForCausalLM, AutoTokenizer
     model = AutoModelForCausalLM.from_pretrained(data.toy_base_dir(0)).eval()
     tok = AutoTokenizer.from_pretrained(data.toy_base_dir(0))
-    held = toy.make_problems(40, "test", 0)
+    held = toy.make_problems(18, "test", 0)  # 6 prompts of N=3: HF generate is slow on a CPU
     right = []
-    for i in range(0, 40, 4):
-        qs = [p["question"] for p in held[i:i + 4]]
-        ids = torch.tensor([toy.reading_prompt(tok, qs)])
-        out = model.generate(ids, max_new_tokens=80, do_sample=False, eos_token_id=tok.eos_token_id,
+    for i in range(0, 18, 3):
+        qs = [p["question"] for p in held[i:i + 3]]
+        ids = torch.tensor([reward.build_prompt(tok, qs, "bcr")])
+        out = model.generate(ids, max_new_tokens=toy.READ_BUDGET * 3, do_sample=False, eos_token_id=tok.eos_token_id,
                              pad_token_id=tok.pad_token_id)
         right.append(toy.reads_all(qs, tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)))
-    assert toy.reading_check(model, tok, held, 4) == sum(right) / len(right)
+    assert sum(right) > 0  # a base that reads: the comparison is not 0 == 0
+    assert toy.reading_check(model, tok, held, 3) == sum(right) / len(right)
