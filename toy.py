@@ -165,8 +165,8 @@ def solution_steps(question, rng, redundant=True, k=1):
 
     One level per problem, not one draw per line, so that a prompt's problems start at widely
     spread places in a response (a minimal problem is 34 tokens, a careful one 95): with one draw
-    per line the lengths bunched near the mean, and bases read problem k only at the distances
-    they had seen, failing once BCR shortened the problems before it (docs/toy_world.md).
+    per line the lengths bunched near the mean, and a base read problem 4 after three verbose
+    solutions but not after three minimal ones, which is where BCR heads (docs/toy_world.md).
     """
     care = rng.randint(0, MAX_CHECKS)
     lines = []
