@@ -168,11 +168,11 @@ def solution_steps(question, rng, redundant=True, k=1):
     per line the lengths bunched near the mean, and a base read problem 4 after three verbose
     solutions but not after three minimal ones, which is where BCR heads (docs/toy_world.md).
     """
-    care = rng.randint(0, MAX_CHECKS)
+    care = rng.randint(0, MAX_CHECKS) if redundant else 0
     lines = []
     for i, line in enumerate(needed_lines(question, k)):
         lines.append(line)
-        if redundant and i >= 2:
+        if i >= 2:
             lines += [c + line for c in CHECKS[:care]]
     if redundant and rng.random() < 0.5:
         lines.append(f"so the sum is {lines[-1].split()[-1]}")
