@@ -261,7 +261,8 @@ def reading_check(model, tokenizer, problems, n=4):
     return sum(map(reads_all, groups, roll.texts(tokenizer))) / len(groups)
 
 
-def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drills_per_step=8, log=print):
+def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drills_per_step=8, log=print,
+               probe=None):
     """Train the base model from scratch; returns (model, tokenizer). eval.load_model caches it.
 
     Plain supervised fine-tuning. Each step takes prompts of one size N (cycling 1..max_n; half
@@ -273,7 +274,8 @@ def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drill
     Without the drills the full solutions give "read problem k" too little signal and the base
     reads problem 1 only (README, "The toy world"). The learning rate warms up for 30 steps, stays
     constant, then decays linearly to lr / 10 over the last 20% of the steps: most of the
-    accuracy comes in that decay.
+    accuracy comes in that decay. probe(model, tokenizer), if given, runs at every logged step and
+    what it returns is printed on that line (scripts/toy_reading_probe.py).
     """
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -307,7 +309,8 @@ def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drill
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if step % 100 == 0 or step == steps - 1:
-            log(f"  step {step:4d}  N={n}  loss {loss.item():.3f}  {time.time() - t0:.0f}s")
+            extra = f"  {probe(model, tok)}" if probe else ""  # scripts/toy_reading_probe.py
+            log(f"  step {step:4d}  N={n}  loss {loss.item():.3f}  {time.time() - t0:.0f}s{extra}")
     model.eval()
     read = reading_check(model, tok, make_problems(400, "test", seed), 4)
     log(f"reading check: the base names every number of an N=4 prompt right in {read:.0%} of 100 held-out "

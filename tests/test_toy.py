@@ -1,7 +1,9 @@
 """The toy world: problems, reference solutions, tokenizer and a short warm start."""
 import functools
+import importlib.util
 import os
 import random
+import types
 
 import pytest
 import torch
@@ -171,8 +173,11 @@ def test_reading_check_is_greedy_over_held_out_prompts_and_printed_by_the_warm_s
     r = toy.reading_check(model, tok, held, 4)
     assert r == 0.0 and toy.reading_check(model, tok, held, 4) == r  # a random model reads nothing; greedy
     logs = []
-    toy.warm_start(seed=3, steps=2, problems_per_step=4, drills_per_step=2, log=logs.append)
+    toy.warm_start(seed=3, steps=2, problems_per_step=4, drills_per_step=2, log=logs.append,
+                   probe=lambda model, tok: "probed")  # a probe's report ends every step line
     assert logs[-1].startswith("reading check: the base names every number of an N=4 prompt right in ")
+    steps = [m for m in logs if m.startswith("  step")]
+    assert len(steps) == 2 and all(m.endswith("s  probed") for m in steps), logs
 
 
 @pytest.mark.skipif(not os.path.exists(os.path.join(data.toy_base_dir(0), "config.json")),
@@ -192,3 +197,42 @@ def test_reading_check_of_a_trained_base_equals_hf_greedy_generate():
         right.append(toy.reads_all(qs, tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)))
     assert sum(right) > 0  # a base that reads: the comparison is not 0 == 0
     assert toy.reading_check(model, tok, held, 3) == sum(right) / len(right)
+
+
+def _load_probe_script():
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "toy_reading_probe.py")
+    spec = importlib.util.spec_from_file_location("toy_reading_probe", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class _Reader(torch.nn.Module):
+    """A stand-in model that reads the prompt by hand: after "x<j> = " its greedy token is the one
+    after header j in the prompt, after "y<j> =" the third one (right=True); or problem 1's
+    (right=False)."""
+
+    def __init__(self, tok, right):
+        super().__init__()
+        self.tok, self.right = tok, right
+
+    def forward(self, ids):
+        ids = ids[0].tolist()
+        name = self.tok.convert_ids_to_tokens(ids[-1])  # "x3 = " or "y3 ="
+        header = self.tok.convert_tokens_to_ids(f"### Problem {name[1] if self.right else 1}\n")
+        logits = torch.zeros(1, len(ids), len(self.tok))
+        # the prompt's header comes first; its block is "47 ", "+", " 38"
+        logits[0, -1, ids[ids.index(header) + (1 if name[0] == "x" else 3)]] = 1.0
+        return types.SimpleNamespace(logits=logits)
+
+
+def test_reading_probe_counts_the_lookup_of_problem_j():
+    mod = _load_probe_script()
+    tok = toy.make_tokenizer()
+    held = toy.make_problems(80, "test", 0)
+    groups = [[p["question"] for p in held[i:i + 4]] for i in range(0, 80, 4)]
+    for i, which in enumerate("xy"):
+        assert mod.probe(_Reader(tok, True), tok, groups, which) == [1.0, 1.0, 1.0]
+        # reading problem 1 for every j is right only where problem j's number equals problem 1's
+        same = [sum(g[j].split(" + ")[i] == g[0].split(" + ")[i] for g in groups) / len(groups) for j in (1, 2, 3)]
+        assert mod.probe(_Reader(tok, False), tok, groups, which) == same and max(same) < 0.5
