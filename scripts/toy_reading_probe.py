@@ -37,14 +37,13 @@ def probe(model, tok, groups, which="x"):
     right = [0] * (n - 1)
     with torch.no_grad():
         for qs in groups:
-            rng = random.Random(0)
-            parts = [f"### Problem {k}\n" + "\n".join(toy.solution_steps(qs[k - 1], rng, True, k)) +
-                     f"\nAnswer {k}: \\boxed{{{sum(map(int, qs[k - 1].split(' + ')))}}}\n" for k in range(1, n)]
-            prompt = build_prompt(tok, qs, "bcr")
+            prompt, golds = build_prompt(tok, qs, "bcr"), [toy.needed_lines(q)[-1] for q in qs]
             for j in range(2, n + 1):
+                # the same reference solutions of problems 1..j-1 for every j: a fresh Random(0)
+                done = toy.solution_text(qs[:j - 1], golds[:j - 1], random.Random(0))
                 a, b = qs[j - 1].split(" + ")
                 ask, want = (f"x{j} = ", a + " ") if which == "x" else (f"x{j} = {a} \ny{j} =", " " + b)
-                ids = torch.tensor([prompt + tok("".join(parts[:j - 1]) + f"### Problem {j}\n" + ask,
+                ids = torch.tensor([prompt + tok(f"{done}\n### Problem {j}\n{ask}",
                                                  add_special_tokens=False)["input_ids"]])
                 right[j - 2] += tok.decode([int(model(ids).logits[0, -1].argmax())]) == want
     return [r / len(groups) for r in right]
