@@ -1,4 +1,5 @@
 """The toy world: problems, reference solutions, tokenizer and a short warm start."""
+import collections
 import functools
 import importlib.util
 import os
@@ -236,3 +237,21 @@ def test_reading_probe_counts_the_lookup_of_problem_j():
         # reading problem 1 for every j is right only where problem j's number equals problem 1's
         same = [sum(g[j].split(" + ")[i] == g[0].split(" + ")[i] for g in groups) / len(groups) for j in (1, 2, 3)]
         assert mod.probe(_Reader(tok, False), tok, groups, which) == same and max(same) < 0.5
+
+
+def test_context_probe_sorts_the_lookup_by_context_and_by_where_it_went():
+    mod = _load_probe_script()
+    tok = toy.make_tokenizer()
+    held = toy.make_problems(80, "test", 0)
+    groups = [[p["question"] for p in held[i:i + 4]] for i in range(0, 80, 4)]
+    used = [g for g in groups if not {q.split(" + ")[0] for q in g} & set(mod.OTHER)]
+    assert 0 < len(used) < len(groups)  # the made-up names are numbers of no problem probed
+    right = mod.context_probe(_Reader(tok, True), tok, groups)
+    assert list(right) == mod.CONTEXTS
+    assert all(cnt == {"right": len(used)} for by_j in right.values() for cnt in by_j.values())
+    # a reader of problem 1 is right only where problem j's first number is problem 1's
+    wrong = mod.context_probe(_Reader(tok, False), tok, groups)
+    for by_j in wrong.values():
+        for j, cnt in by_j.items():
+            same = sum(g[j - 1].split(" + ")[0] == g[0].split(" + ")[0] for g in used)
+            assert cnt == collections.Counter({"right": same, "problem 1": len(used) - same}) - collections.Counter()
