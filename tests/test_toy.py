@@ -254,4 +254,29 @@ def test_context_probe_sorts_the_lookup_by_context_and_by_where_it_went():
     for by_j in wrong.values():
         for j, cnt in by_j.items():
             same = sum(g[j - 1].split(" + ")[0] == g[0].split(" + ")[0] for g in used)
+            # (subtracting an empty Counter drops the zero counts, as the probe's Counter has none)
             assert cnt == collections.Counter({"right": same, "problem 1": len(used) - same}) - collections.Counter()
+    # a stand-in that copies the number named last in the response ("x2 = 13 " -> "13 "): after
+    # problems 1..j-1 that is problem j-1's, or its made-up name in the last context
+    last = mod.context_probe(_LastNamed(tok), tok, groups)
+    for c, by_j in last.items():
+        for j, cnt in by_j.items():
+            assert cnt["right"] + cnt[f"problem {j - 1}"] + cnt["a made-up name"] == len(used), (c, j, cnt)
+            assert cnt["a made-up name"] == (len(used) if "other" in c else 0), (c, j, cnt)
+
+
+class _LastNamed(torch.nn.Module):
+    """A stand-in model whose greedy token is the one after the last name "x<i> = " before the final
+    one (the number the response named last)."""
+
+    def __init__(self, tok):
+        super().__init__()
+        self.tok = tok
+
+    def forward(self, ids):
+        ids = ids[0].tolist()
+        names = {self.tok.convert_tokens_to_ids(f"x{k} = ") for k in range(1, 10)}
+        at = max(i for i, t in enumerate(ids[:-1]) if t in names)
+        logits = torch.zeros(1, len(ids), len(self.tok))
+        logits[0, -1, ids[at + 1]] = 1.0
+        return types.SimpleNamespace(logits=logits)
