@@ -36,6 +36,12 @@ from data import load_model  # noqa: E402
 from reward import build_prompt  # noqa: E402
 
 
+def greedy_next(model, tok, prompt, text):
+    """The greedy next token (as text) after the prompt ids and the response text so far."""
+    ids = torch.tensor([prompt + tok(text, add_special_tokens=False)["input_ids"]])
+    return tok.decode([int(model(ids).logits[0, -1].argmax())])
+
+
 def probe(model, tok, groups, which="x"):
     """For j = 2..N: the fraction of prompts (groups of N questions) whose greedy token after the
     reference solutions of problems 1..j-1 (care drawn as in training, from random.Random(0) in
@@ -51,9 +57,7 @@ def probe(model, tok, groups, which="x"):
                 done = toy.solution_text(qs[:j - 1], golds[:j - 1], random.Random(0))
                 a, b = qs[j - 1].split(" + ")
                 ask, want = (f"x{j} = ", a + " ") if which == "x" else (f"x{j} = {a} \ny{j} =", " " + b)
-                ids = torch.tensor([prompt + tok(f"{done}\n### Problem {j}\n{ask}",
-                                                 add_special_tokens=False)["input_ids"]])
-                right[j - 2] += tok.decode([int(model(ids).logits[0, -1].argmax())]) == want
+                right[j - 2] += greedy_next(model, tok, prompt, f"{done}\n### Problem {j}\n{ask}") == want
     return [r / len(groups) for r in right]
 
 
@@ -83,9 +87,7 @@ def context_probe(model, tok, groups):
                                 done = done.replace(f"x{i + 1} = {firsts[i]} ", f"x{i + 1} = {OTHER[i]} ")
                     else:
                         done = toy.reading_answer(qs, list(range(1, j)))
-                    ids = torch.tensor([prompt + tok(f"{done}\n### Problem {j}\nx{j} = ",
-                                                     add_special_tokens=False)["input_ids"]])
-                    got = tok.decode([int(model(ids).logits[0, -1].argmax())])
+                    got = greedy_next(model, tok, prompt, f"{done}\n### Problem {j}\nx{j} = ")
                     hits = [i for i, a in enumerate(firsts, 1) if a + " " == got]  # the token "47 "
                     made_up = "other" in c and got in [f"{o} " for o in OTHER[:j - 1]]
                     out[c][j]["right" if j in hits else f"problem {hits[0]}" if hits else
