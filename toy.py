@@ -7,9 +7,9 @@ grpo.py, eval.py) sees an ordinary Hugging Face tokenizer and LlamaForCausalLM, 
 real hub model go through the same lines of code.
 
 The world:
-  - problems: sums of two numbers from 10 to 59 ("47 + 38"); one problem in four, chosen by a hash
-    of its text, is held out for evaluation (611 problems); answers are checked by reward.py like
-    any math answer;
+  - problems: sums of two numbers from 10 to 29 ("27 + 18"); one problem in four, chosen by a hash
+    of its text, is held out for evaluation (106 problems, each asked several times when more are
+    wanted); answers are checked by reward.py like any math answer;
   - reference solutions of problem k: name the two numbers ("x2 = 47 ", "y2 = 38"), split them
     into tens and units, add each, add the two ("40+30+7+8" -> "70+15" -> "85"). These steps are
     *needed*: each line is a small table lookup on the lines just above, while the sum in one go
@@ -34,12 +34,18 @@ digit by digit and every step is a lookup in the same small one-digit tables (si
 token per two-digit number everywhere reached 66-75% at N=1 where digits reached 89%). On top come
 the chat-template markers and whole-phrase tokens for the fixed text of prompts and solutions
 ("### Problem 1\n", "Answer ", "\\boxed{", "wait, check: ", ...), as a trained BPE vocabulary
-would have, so that sequences stay short on a CPU, and one token per number of a question ("47 ",
-" 38") and per name ("x2 = ", "y2 ="): a name then finds its number with one lookup keyed on the
-problem index, which a model this small learns in minutes, where copying a problem token by
-token after its header is not learned in the time budget (docs/toy_world.md). It is a real
-transformers.PreTrainedTokenizerFast with a chat template, EOS and PAD, saved and loaded with
-save_pretrained / from_pretrained.
+would have, so that sequences stay short on a CPU; one token per number ("27 ", " 18") and per
+name ("x2 = ", "y2 =") of a solution; and one token per *problem as it stands in a prompt*, its
+header and question together ("### Problem 2\n27 + 18", 4 x 400 tokens). The embedding of that
+token is tied to the sum of its parts' embeddings, header 2 + "27 " + " 18" (tied_parts), so a
+held-out problem, never seen in training, has a meaningful token; so is a name's, header 2 + "x".
+A name then finds its number by one lookup on the content of a single prompt token: "x2 = "
+attends to the token that shares its part "header 2" and copies that token's "27 " part, the same
+attention pattern for every k. With the header and the numbers in separate tokens the
+lookup needs two hops (find header 2, then the token one or three places after it), which a model
+this small learned on some warm-start seeds and not on others (docs/toy_world.md, issue #20).
+It is a real transformers.PreTrainedTokenizerFast with a chat template, EOS and PAD, saved and
+loaded with save_pretrained / from_pretrained.
 """
 import argparse
 import hashlib
@@ -50,6 +56,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from grpo import token_logprobs
 from reward import build_prompt, chat_prompt_ids, problem_blocks
 from sample import generate
 
@@ -86,26 +93,81 @@ def make_tokenizer():
     tok.add_tokens(["Solve these ", " problems in order. End problem k with the line: ",
                     "Solve the problem. Put the final answer in ", "### Problem ", "Answer ", "\\boxed{",
                     *CHECKS, "so the sum is ", "Name the numbers of these ", " problems."])
-    # each problem header "### Problem k\n" is one token, the same token in the prompt (after two
-    # "\n") and in a response; so is the name of each number of problem k ("x2 = ", "y2 ="), and
-    # each number of a question: "47 + 38" is the tokens "47 ", "+", " 38". A solution names the
-    # two numbers of problem k first, and each name finds its number by one lookup in the prompt:
-    # x<k> reads the token after header k, y<k> the third token after it (see the README's status
-    # for why a tiny model needs the problem index in the token that reads).
+    # the header "### Problem k\n" of a response, the names of the numbers of problem k ("x2 = ",
+    # "y2 =") and the numbers as a solution writes them ("27 ", " 18") are one token each
     tok.add_tokens([f"### Problem {k}\n" for k in range(1, 10)])
     tok.add_tokens([f"x{k} = " for k in range(1, 10)] + [f"y{k} =" for k in range(1, 10)])
     tok.add_tokens([f"{a} " for a in range(LO, HI + 1)] + [f" {b}" for b in range(LO, HI + 1)])
+    # and each problem block of a prompt, "### Problem 2\n27 + 18", is one token (its embedding is
+    # tied to the sum of its parts: tied_parts); added last, it is matched before its parts
+    tok.add_tokens([fused_text(k, a, b) for k, a, b in _fused_keys()])
     tok.chat_template = CHAT_TEMPLATE
     tok.padding_side = "left"
     return tok
 
 
+def _fused_keys():
+    """(k, a, b) of every problem block that has a token of its own: k = 1..MAX_N, a, b in LO..HI."""
+    return [(k, a, b) for k in range(1, MAX_N + 1) for a in range(LO, HI + 1) for b in range(LO, HI + 1)]
+
+
+def fused_text(k, a, b):
+    """Problem k of a prompt as problem_blocks writes it after its blank line: one token."""
+    return f"### Problem {k}\n{a} + {b}"
+
+
+def tied_parts(tok):
+    """The tokens whose embedding is tied to the sum of other tokens' embeddings, as groups
+    (ids, [part ids, ...]) where row i of each tensor belongs to the same token:
+      - each problem block of a prompt, "### Problem k\na + b" = "### Problem k\n" + "a " + " b";
+      - each name of a number, "x<k> = " = "### Problem k\n" + "x" and "y<k> =" = "### Problem k\n" + "y"
+        (the characters "x" and "y" occur in no toy text: they are the names' roles).
+    So the name of problem k's first number and problem k's block share the part "header k", and one
+    attention pattern (match the header part, copy the "a " part) reads every problem k."""
+    def ids(texts):
+        return torch.tensor(tok.convert_tokens_to_ids(texts))
+    keys = _fused_keys()
+    blocks = (ids([fused_text(k, a, b) for k, a, b in keys]),
+              [ids([f"### Problem {k}\n" for k, _, _ in keys]), ids([f"{a} " for _, a, _ in keys]),
+               ids([f" {b}" for _, _, b in keys])])
+    ks = range(1, 10)
+    names = (ids([f"x{k} = " for k in ks] + [f"y{k} =" for k in ks]),
+             [ids([f"### Problem {k}\n" for k in ks] * 2), ids(["x"] * 9 + ["y"] * 9)])
+    return [blocks, names]
+
+
+def tie_embeddings(model, groups):
+    """E[token] = the sum of E[part] over its parts, for every tied token (in place, no grad)."""
+    with torch.no_grad():
+        emb = model.get_input_embeddings().weight
+        for tied, parts in groups:
+            emb[tied] = sum(emb[p] for p in parts)
+
+
+def fold_tied_grads(model, groups):
+    """The chain rule of E[token] = sum of its parts: each tied row's gradient is added to its
+    parts' rows and zeroed, so the optimizer moves the parts and tie_embeddings then rebuilds the
+    tied rows. (With the embedding tied to the output layer, a tied row's gradient also holds the
+    output-side term, as for any token.) No part is itself tied, so the groups fold in any order."""
+    grad = model.get_input_embeddings().weight.grad
+    for tied, parts in groups:
+        g = grad[tied].clone()
+        grad[tied] = 0
+        for p in parts:
+            grad.index_add_(0, p, g)
+
+
 def make_model(tokenizer, seed=0):
-    """A ~1M-parameter Llama: 4 layers, width 128 (head size 32: smaller heads are slower on CPU)."""
+    """A ~1M-parameter Llama: 4 layers, width 128 (head size 32: smaller heads are slower on CPU).
+
+    initializer_range 0.05 (HF default 0.02): with 0.02 reading drills alone sat at the loss of
+    guessing every number for 600+ steps, with 0.05 the lookups formed at step 120-150, and the
+    warm start reads every problem by step 500 instead of 600-900 (docs/toy_world.md, issue #20)."""
     torch.manual_seed(seed)
     cfg = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024, rope_theta=10000.0,
+        num_attention_heads=4, num_key_value_heads=4, initializer_range=0.05,
+        max_position_embeddings=1024, rope_theta=10000.0,
         tie_word_embeddings=True, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -116,7 +178,8 @@ def make_model(tokenizer, seed=0):
 # problems and reference solutions
 
 
-LO, HI = 10, 59  # problems are sums of two numbers in LO..HI ("47 + 38")
+LO, HI = 10, 29  # problems are sums of two numbers in LO..HI ("27 + 18")
+MAX_N = 4  # the most problems a toy prompt holds (the warm start's N = 1..MAX_N)
 
 
 def is_heldout(question):
@@ -125,14 +188,15 @@ def is_heldout(question):
 
 
 def make_problems(n, split, seed):
-    """n problems {"id","question","answer"}; the "train" and "test" splits are disjoint and
-    test problems are distinct (there are 611 of them)."""
+    """n problems {"id","question","answer"}; the "train" and "test" splits are disjoint. The test
+    split has 106 problems: the first 106 returned are all of them in a random order, the next 106
+    all of them again in another order, and so on (an evaluation of 600 asks each 5 or 6 times)."""
     rng = random.Random(f"{split}-{seed}")
     if split == "test":
         pool = [q for q in (f"{a} + {b}" for a in range(LO, HI + 1) for b in range(LO, HI + 1)) if is_heldout(q)]
-        if n > len(pool):
-            raise ValueError(f"the toy world has {len(pool)} held-out problems, asked for {n}")
-        qs = rng.sample(pool, n)
+        qs = []
+        while len(qs) < n:
+            qs += rng.sample(pool, min(len(pool), n - len(qs)))
     else:
         qs = []
         while len(qs) < n:
@@ -261,7 +325,7 @@ def reading_check(model, tokenizer, problems, n=4):
     return sum(map(reads_all, groups, roll.texts(tokenizer))) / len(groups)
 
 
-def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drills_per_step=8, log=print,
+def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=MAX_N, drills_per_step=8, log=print,
                probe=None):
     """Train the base model from scratch; returns (model, tokenizer). eval.load_model caches it.
 
@@ -272,15 +336,22 @@ def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drill
     so that the short drills are not padded to the width of the long solutions. The loss is the
     cross-entropy on the response tokens and their EOS, averaged over the tokens of both batches.
     Without the drills the full solutions give "read problem k" too little signal and the base
-    reads problem 1 only (README, "The toy world"). The learning rate warms up for 30 steps, stays
-    constant, then decays linearly to lr / 10 over the last 20% of the steps: most of the
-    accuracy comes in that decay. probe(model, tokenizer), if given, runs at every logged step and
-    what it returns is printed on that line (scripts/toy_reading_probe.py).
+    reads problem 1 only (README, "The toy world"). The embeddings of the problem blocks and of the
+    names stay the sums of their parts' (tied_parts; fold_tied_grads before the step, tie_embeddings
+    after). The learning rate warms up for 30 steps, stays constant, then decays linearly to lr / 10
+    over the last 20% of the steps: most of the accuracy comes in that decay. probe(model,
+    tokenizer), if given, runs at every logged step and what it returns is printed on that line
+    (scripts/toy_reading_probe.py).
     """
+    if not 1 <= max_n <= MAX_N:
+        raise ValueError(f"warm_start: max_n must be 1..{MAX_N} (the problem blocks that have a token), "
+                         f"got {max_n}")
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tok = make_tokenizer()
     model = make_model(tok, seed)
+    tied = tied_parts(tok)
+    tie_embeddings(model, tied)
     log(f"warm start: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M-parameter Llama, {steps} steps of "
         f"supervised fine-tuning on the task, N = 1..{max_n}, {drills_per_step} reading drills per step")
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, betas=(0.9, 0.98))
@@ -297,17 +368,19 @@ def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=16, max_n=4, drill
                             for _ in range(drills_per_step)])
         for g in opt.param_groups:  # warm-up, constant, then a linear decay to lr / 10 over the last 20%
             g["lr"] = lr * min(1.0, (step + 1) / 30, 0.1 + 0.9 * (steps - step) / (0.2 * steps))
-        # one mean over the loss tokens of both batches: each batch's mean times its token count
+        # one mean of -log p over the loss tokens of both batches; token_logprobs runs the output
+        # layer (1,781 tokens wide) on those tokens only, not on the prompts and the padding
         loss, n_loss = 0.0, 0
         for ids, labels, mask in (_collate(b, tok.pad_token_id) for b in batches):
-            k = int((labels[:, 1:] != -100).sum())
-            loss = loss + model(input_ids=ids, attention_mask=mask, labels=labels).loss * k
-            n_loss += k
+            loss = loss - token_logprobs(model, ids, mask, labels != -100).sum()
+            n_loss += int((labels[:, 1:] != -100).sum())
         loss = loss / n_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        fold_tied_grads(model, tied)  # the problem blocks and the names stay the sums of their parts
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        tie_embeddings(model, tied)
         if step % 100 == 0 or step == steps - 1:
             extra = f"  {probe(model, tok)}" if probe else ""  # scripts/toy_reading_probe.py
             log(f"  step {step:4d}  N={n}  loss {loss.item():.3f}  {time.time() - t0:.0f}s{extra}")

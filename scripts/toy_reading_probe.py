@@ -6,8 +6,8 @@ the seed sets (docs/toy_world.md, issue #20).
 
     python scripts/toy_reading_probe.py --seed 2                  # a warm start, probed every 100 steps
     python scripts/toy_reading_probe.py --seed 2 --lr 2e-3 --steps 1400
-    python scripts/toy_reading_probe.py --model out/toy-base-v6-s2   # a saved base, once
-    python scripts/toy_reading_probe.py --model out/toy-base-v6-s2 --contexts   # where reading fails
+    python scripts/toy_reading_probe.py --model out/toy-base-v7-s2   # a saved base, once
+    python scripts/toy_reading_probe.py --model out/toy-base-v7-s2 --contexts   # where reading fails
 
 "x2 0.95" means: after "### Problem 2\\nx2 = ", the greedy next token was problem 2's first number
 in 95% of the prompts; "y2": its second number, after "x2 = <first> \\ny2 =". toy.reading_check
@@ -16,7 +16,7 @@ lookups.
 
 --contexts asks the same first-number lookup after other text: a reading drill's prompt or the BCR
 prompt, followed by a drill's answer for problems 1..j-1 (names only) or by their reference
-solutions, or by reference solutions whose names carry numbers found in no problem (11, 22, 33);
+solutions, or by reference solutions whose names carry numbers found in no problem (11, 22, 28);
 it prints, per context and j, how often the answer was right, another problem's first number, one
 of the made-up numbers of the earlier names, or none of these (docs/toy_world.md, third session).
 """
@@ -63,7 +63,7 @@ def probe(model, tok, groups, which="x"):
 
 CONTEXTS = ["drill prompt, drill answer", "BCR prompt, drill answer", "drill prompt, solutions",
             "BCR prompt, solutions", "BCR prompt, solutions, other names"]
-OTHER = ["11", "22", "33"]  # first numbers for the names of problems 1..3 in the last context (LO = 10)
+OTHER = ["11", "22", "28"]  # first numbers for the names of problems 1..3 in the last context (LO..HI = 10..29)
 
 
 def context_probe(model, tok, groups):

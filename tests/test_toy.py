@@ -53,16 +53,67 @@ def test_redundancy_is_random_and_bounded():
     assert toy.solution_steps("47 + 38", rng, redundant=False) == toy.needed_lines("47 + 38")
 
 
-def test_splits_are_disjoint_and_test_problems_distinct():
+def test_splits_are_disjoint_and_the_test_split_cycles_through_its_problems():
+    span = range(toy.LO, toy.HI + 1)
+    pool = {q for q in (f"{a} + {b}" for a in span for b in span) if toy.is_heldout(q)}
+    assert len(pool) == 106
     test = toy.make_problems(600, "test", 0)
     train = toy.make_problems(5000, "train", 0)
-    tq = {p["question"] for p in test}
-    assert len(tq) == 600
-    assert not tq & {p["question"] for p in train}
+    assert not {p["question"] for p in test} & {p["question"] for p in train}
     assert all(p["answer"] == str(eval(p["question"])) for p in test[:50])
-    assert len(toy.make_problems(611, "test", 0)) == 611  # all of them
-    with pytest.raises(ValueError, match="held-out problems"):
-        toy.make_problems(10_000, "test", 0)
+    # each block of 106 is every test problem once, in its own order; the tail is the start of another
+    blocks = [[p["question"] for p in test[i:i + 106]] for i in range(0, 600, 106)]
+    assert all(set(b) == pool for b in blocks[:5]) and len(set(blocks[5])) == len(blocks[5]) == 600 - 5 * 106
+    assert blocks[0] != blocks[1]
+    assert len({p["id"] for p in test}) == 600
+
+
+def test_a_prompt_holds_one_token_per_problem_block_tied_to_its_parts():
+    tok = toy.make_tokenizer()
+    prompt = tok.convert_ids_to_tokens(reward.build_prompt(tok, ["27 + 18", "12 + 19", "10 + 29", "29 + 10"]))
+    i = prompt.index("### Problem 1\n27 + 18")
+    assert prompt[i - 2:] == ["\n", "\n", "### Problem 1\n27 + 18", "\n", "\n", "### Problem 2\n12 + 19", "\n", "\n",
+                              "### Problem 3\n10 + 29", "\n", "\n", "### Problem 4\n29 + 10", "<|assistant|>"]
+    (fused, parts), (names, name_parts) = toy.tied_parts(tok)
+    assert len(fused) == toy.MAX_N * (toy.HI - toy.LO + 1) ** 2 == len(set(fused.tolist()))
+    j = fused.tolist().index(tok.convert_tokens_to_ids("### Problem 3\n10 + 29"))
+    assert tok.convert_ids_to_tokens([p[j].item() for p in parts]) == ["### Problem 3\n", "10 ", " 29"]
+    j = names.tolist().index(tok.convert_tokens_to_ids("y3 ="))
+    assert tok.convert_ids_to_tokens([p[j].item() for p in name_parts]) == ["### Problem 3\n", "y"]
+    model = toy.make_model(tok)
+    toy.tie_embeddings(model, toy.tied_parts(tok))
+    emb = model.get_input_embeddings().weight
+    e = {t: emb[tok.convert_tokens_to_ids(t)] for t in ["### Problem 3\n10 + 29", "### Problem 3\n", "10 ", " 29",
+                                                          "y3 =", "y"]}
+    torch.testing.assert_close(e["### Problem 3\n10 + 29"], e["### Problem 3\n"] + e["10 "] + e[" 29"])
+    torch.testing.assert_close(e["y3 ="], e["### Problem 3\n"] + e["y"])
+    assert model.get_output_embeddings().weight.data_ptr() == emb.data_ptr()  # tied: the same rows give logits
+
+
+def test_folded_gradients_are_the_chain_rule_of_the_tie():
+    # reference: autograd through W = E with every tied row replaced by the sum of its parts, used
+    # as the input embedding and the (tied) output layer; toy.fold_tied_grads on the plain model
+    # must give the same gradient on every row (zero on the tied rows, which W does not read)
+    tok = toy.make_tokenizer()
+    model = toy.make_model(tok, seed=1)
+    groups = toy.tied_parts(tok)
+    toy.tie_embeddings(model, groups)
+    ids, labels, mask = toy._collate([toy.sft_example(tok, toy.make_problems(3, "train", s), random.Random(s), "bcr")
+                                      for s in range(2)], tok.pad_token_id)
+    model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+    toy.fold_tied_grads(model, groups)
+    got = model.get_input_embeddings().weight.grad.clone()
+
+    leaf = model.get_input_embeddings().weight.detach().clone().requires_grad_(True)
+    w = leaf
+    for tied, parts in groups:
+        w = w.index_put((tied,), sum(leaf[p] for p in parts))
+    params = {"model.embed_tokens.weight": w, "lm_head.weight": w}
+    torch.func.functional_call(model, params, kwargs=dict(input_ids=ids, attention_mask=mask, labels=labels),
+                               tie_weights=False).loss.backward()
+    assert all(got[tied].abs().max() == 0 for tied, _ in groups)
+    assert got.abs().sum() > 0
+    torch.testing.assert_close(got, leaf.grad, atol=1e-6, rtol=1e-4)
 
 
 def test_reference_solution_scores_one_and_tokenizes_round_trip():
@@ -75,18 +126,11 @@ def test_reference_solution_scores_one_and_tokenizes_round_trip():
     assert tok.decode(ids) == text
     # headers, operand names, re-check openings and the numbers of a question are single tokens;
     # the numbers of the computed lines are written digit by digit
-    text2 = "### Problem 2\nx2 = 47 \ny2 = 38\n40+30+7+8\ncheck again: 70+15"
+    # (a response's header is not fused with what follows it: that is a name, not a question)
+    text2 = "### Problem 2\nx2 = 27 \ny2 = 18\n20+10+7+8\ncheck again: 30+15"
     assert tok(text2, add_special_tokens=False)["input_ids"] == tok.convert_tokens_to_ids(
-        ["### Problem 2\n", "x2 = ", "47 ", "\n", "y2 =", " 38", "\n", "4", "0", "+", "3", "0", "+", "7", "+", "8",
-         "\n",
-         "check again: ", "7", "0", "+", "1", "5"])
-    # in the prompt, header k is the same token as in a response; x<k>'s number follows it and
-    # y<k>'s number is the third token after it
-    prompt = tok.convert_ids_to_tokens(reward.build_prompt(tok, ["47 + 38", "12 + 19"]))
-    i = prompt.index("### Problem 1\n")
-    assert prompt[i - 2:] == ["\n", "\n", "### Problem 1\n", "47 ", "+", " 38", "\n", "\n", "### Problem 2\n", "12 ",
-                              "+",
-                              " 19", "<|assistant|>"]
+        ["### Problem 2\n", "x2 = ", "27 ", "\n", "y2 =", " 18", "\n", "2", "0", "+", "1", "0", "+", "7", "+", "8",
+         "\n", "check again: ", "3", "0", "+", "1", "5"])
     std = toy.solution_text(qs[:1], golds[:1], random.Random(0), style="standard")
     assert grader.grade(std, golds[0])
 
@@ -148,8 +192,7 @@ def test_reading_drill_names_each_problems_numbers_in_a_random_order():
             k = int(part[0])
             a, b = probs[k - 1]["question"].split(" + ")
             assert part == f"{k}\nx{k} = {a} \ny{k} = {b}" + ("\n" if len(order) < 3 else ""), part
-            i = prompt.index(f"### Problem {k}\n")
-            assert prompt[i + 1] == f"{a} " and prompt[i + 3] == f" {b}"
+            assert toy.fused_text(k, a, b) in prompt  # problem k's block, one token
             order.append(k)
         assert sorted(order) == [1, 2, 3, 4]
         orders.add(tuple(order))
@@ -209,9 +252,9 @@ def _load_probe_script():
 
 
 class _Reader(torch.nn.Module):
-    """A stand-in model that reads the prompt by hand: after "x<j> = " its greedy token is the one
-    after header j in the prompt, after "y<j> =" the third one (right=True); or problem 1's
-    (right=False)."""
+    """A stand-in model that reads the prompt by hand: after "x<j> = " its greedy token is the first
+    number of problem j's block in the prompt ("### Problem j\\n27 + 18", one token), after "y<j> ="
+    the second (right=True); or problem 1's (right=False)."""
 
     def __init__(self, tok, right):
         super().__init__()
@@ -220,10 +263,11 @@ class _Reader(torch.nn.Module):
     def forward(self, ids):
         ids = ids[0].tolist()
         name = self.tok.convert_ids_to_tokens(ids[-1])  # "x3 = " or "y3 ="
-        header = self.tok.convert_tokens_to_ids(f"### Problem {name[1] if self.right else 1}\n")
+        k = name[1] if self.right else "1"
+        block = next(t for t in self.tok.convert_ids_to_tokens(ids) if t.startswith(f"### Problem {k}\n") and "+" in t)
+        a, b = block.split("\n")[1].split(" + ")
         logits = torch.zeros(1, len(ids), len(self.tok))
-        # the prompt's header comes first; its block is "47 ", "+", " 38"
-        logits[0, -1, ids[ids.index(header) + (1 if name[0] == "x" else 3)]] = 1.0
+        logits[0, -1, self.tok.convert_tokens_to_ids(f"{a} " if name[0] == "x" else f" {b}")] = 1.0
         return types.SimpleNamespace(logits=logits)
 
 
@@ -260,8 +304,16 @@ def test_context_probe_sorts_the_lookup_by_context_and_by_where_it_went():
     last = mod.context_probe(_LastNamed(tok), tok, groups)
     for c, by_j in last.items():
         for j, cnt in by_j.items():
-            assert cnt["right"] + cnt[f"problem {j - 1}"] + cnt["a made-up name"] == len(used), (c, j, cnt)
-            assert cnt["a made-up name"] == (len(used) if "other" in c else 0), (c, j, cnt)
+            if "other" in c:
+                assert cnt == {"a made-up name": len(used)}, (c, j, cnt)
+                continue
+            # problem j-1's number, filed under the first problem that has it (or "right")
+            want = collections.Counter()
+            for g in used:
+                firsts = [q.split(" + ")[0] for q in g]
+                i = firsts.index(firsts[j - 2]) + 1
+                want["right" if firsts[j - 1] == firsts[j - 2] else f"problem {i}"] += 1
+            assert cnt == want and want[f"problem {j - 1}"] > len(used) / 2, (c, j, cnt)
 
 
 class _LastNamed(torch.nn.Module):
