@@ -74,7 +74,8 @@ quiet = dict(log=lambda *a: None)
 
 
 def test_n_too_large_for_the_context(tmp_path, tok):
-    args = _args(tmp_path, "--steps", "1", "--budget", "1000")
+    # a budget as long as the whole context leaves no room for any prompt
+    args = _args(tmp_path, "--steps", "1", "--budget", str(toy.make_model(tok).config.max_position_embeddings))
     with pytest.raises(ValueError, match="exceeds the model's context"):
         bcr.train(args, toy.make_model(tok), tok, PROBLEMS, **quiet)
     # the longest prompt counts, not the first: one long question among short ones
