@@ -1,3 +1,4 @@
+import math
 import os
 import subprocess
 import sys
@@ -13,7 +14,8 @@ if not torch.cuda.is_available():
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import toy  # noqa: E402, I001  (the repository's own files, found through the path above)
+import reward  # noqa: E402, I001  (the repository's own files, found through the path above)
+import toy  # noqa: E402
 DATA = os.path.join(ROOT, "..", "shared", "data")
 CACHE = os.environ.get("BCR_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "bcr"))
 
@@ -60,12 +62,23 @@ def smollm2():
     return model, tok
 
 
-def eos_likely(model, tok):
-    """A random toy model made to end a little often, so that a group's rollouts differ in length (and
-    the length-penalty reward gives nonzero advantages). In place; returns the model."""
+def eos_likely(model, tok, p=0.02):
+    """A random toy model made to end with probability about p at each token, so that a group's
+    rollouts differ in length (and the length-penalty reward gives nonzero advantages). In place;
+    returns the model. Every embedding row (tied to the output layer) gets the same vector c, which
+    moves every logit by the same h . c and so changes nothing but gives the final hidden states h a
+    shared direction; the EOS row then gets a multiple of that direction that lifts the EOS logit
+    to log(p / (1 - p)) above the log-sum-exp, on average over a prompt's positions."""
     with torch.no_grad():
-        model.lm_head.weight[tok.eos_token_id] += 0.2 * model.lm_head.weight.mean(0)
+        emb = model.get_input_embeddings().weight
+        c = torch.randn(emb.shape[1], generator=torch.Generator().manual_seed(0))
+        c = 0.5 * c / c.norm()
+        emb += c
         model.model.norm.weight.fill_(1.0)
+        h = model.model(input_ids=torch.tensor([reward.build_prompt(tok, ["12 + 13", "27 + 18"])])).last_hidden_state[0]
+        want = torch.logsumexp(model.lm_head(h), -1).mean() + math.log(p / (1 - p))
+        u = c / c.norm()
+        emb[tok.eos_token_id] += u * (want - (h @ emb[tok.eos_token_id]).mean()) / (h @ u).mean()
     return model
 
 

@@ -121,7 +121,7 @@ def _run_in_two(out, tok, *extra):
     return model.state_dict(), _records(out)
 
 
-RESUME_FLAGS = ("--lr", "3e-3", "--length-penalty", "1.0", "--save-every", "10")
+RESUME_FLAGS = ("--lr", "3e-5", "--length-penalty", "1.0", "--save-every", "10")
 
 
 @pytest.fixture(scope="module")
