@@ -10,15 +10,15 @@ The world:
   - problems: sums of two numbers from 10 to 29 ("27 + 18"); one problem in four, chosen by a hash
     of its text, is held out for evaluation (106 problems, each asked several times when more are
     wanted); answers are checked by reward.py like any math answer;
-  - reference solutions of problem k: name the two numbers ("x2 = 47 ", "y2 = 38"), split them
-    into tens and units, add each, add the two ("40+30+7+8" -> "70+15" -> "85"). These steps are
+  - reference solutions of problem k: name the two numbers ("x2 = 27 ", "y2 = 18"), split them
+    into tens and units, add each, add the two ("20+10+7+8" -> "30+15" -> "45"). These steps are
     *needed*: each line is a small table lookup on the lines just above, while the sum in one go
     is a table the model never sees. Naming the numbers is reading problem k out of the prompt;
   - *redundant* reasoning mixed in at random, which never changes the answer: each problem is
     worked at a level of care from 0 to 3, uniformly, and each of its computed lines is re-checked
-    that many times ("wait, check: 70+15", "check again: 70+15", "once more: 70+15", each
+    that many times ("wait, check: 30+15", "check again: 30+15", "once more: 30+15", each
     re-check with its own opening so that the model need not count repeats),
-    and the result is restated with probability 1/2 ("so the sum is 85"). The minimal solution is
+    and the result is restated with probability 1/2 ("so the sum is 45"). The minimal solution is
     about half the average reference (34 of 68 tokens, header and answer line included);
   - a supervised warm start (plain cross-entropy) gives the *base model*, verbose, trained on
     prompts of N = 1..4 problems and on reading drills (name the numbers of every problem of a
@@ -44,8 +44,9 @@ attends to the token that shares its part "header 2" and copies that token's "27
 attention pattern for every k. With the header and the numbers in separate tokens the
 lookup needs two hops (find header 2, then the token one or three places after it), which a model
 this small learned on some warm-start seeds and not on others (docs/toy_world.md, issue #20).
-It is a real transformers.PreTrainedTokenizerFast with a chat template, EOS and PAD, saved and
-loaded with save_pretrained / from_pretrained.
+The tie holds in the warm start only: BCR then trains the saved model like any hub model. It is a
+real transformers.PreTrainedTokenizerFast with a chat template, EOS and PAD, saved and loaded with
+save_pretrained / from_pretrained.
 """
 import argparse
 import hashlib
@@ -210,8 +211,8 @@ def make_problems(n, split, seed):
 def needed_lines(question, k=1):
     """The needed steps of problem k: each line is computed from the lines just above it only.
 
-    "47 + 38" -> "x1 = 47 ", "y1 = 38" (name the numbers: read them out of the prompt) ->
-    "40+30+7+8" (split into tens and units) -> "70+15" (add tens, add units) -> "85".
+    "27 + 18" -> "x1 = 27 ", "y1 = 18" (name the numbers: read them out of the prompt) ->
+    "20+10+7+8" (split into tens and units) -> "30+15" (add tens, add units) -> "45".
     """
     a, b = map(int, question.split(" + "))
     return [f"x{k} = {a} ", f"y{k} = {b}", f"{a // 10 * 10}+{b // 10 * 10}+{a % 10}+{b % 10}",
@@ -223,8 +224,8 @@ def solution_steps(question, rng, redundant=True, k=1):
 
     Needed: needed_lines(question, k). Redundant: the problem is worked at one level of care c,
     0 to MAX_CHECKS uniformly at random, and each computed line (not the two naming lines) is
-    followed by c re-checks that repeat it ("wait, check: 70+15"); with probability 1/2 a restated
-    result ends it ("so the sum is 85"). A re-check repeats its line, so the next needed line reads
+    followed by c re-checks that repeat it ("wait, check: 30+15"); with probability 1/2 a restated
+    result ends it ("so the sum is 45"). A re-check repeats its line, so the next needed line reads
     its inputs at the same place whether or not re-checks came between.
 
     One level per problem, not one draw per line, so that a prompt's problems start at widely
