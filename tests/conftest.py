@@ -65,10 +65,11 @@ def smollm2():
 def eos_likely(model, tok, p=0.02):
     """A random toy model made to end with probability about p at each token, so that a group's
     rollouts differ in length (and the length-penalty reward gives nonzero advantages). In place;
-    returns the model. Every embedding row (tied to the output layer) gets the same vector c, which
-    moves every logit by the same h . c and so changes nothing but gives the final hidden states h a
-    shared direction; the EOS row then gets a multiple of that direction that lifts the EOS logit
-    to log(p / (1 - p)) above the log-sum-exp, on average over a prompt's positions."""
+    returns the model. Every embedding row (tied to the output layer) gets the same vector c: as
+    input it gives every position's final hidden state h a shared direction, as output it moves
+    every logit by the same h . c, which leaves the distribution as it was. The EOS row then gets a
+    multiple of that direction that lifts the EOS logit to log(p / (1 - p)) above the log-sum-exp,
+    on average over a prompt's positions."""
     with torch.no_grad():
         emb = model.get_input_embeddings().weight
         c = torch.randn(emb.shape[1], generator=torch.Generator().manual_seed(0))
