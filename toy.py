@@ -133,7 +133,7 @@ def tied_parts(tok):
                ids([f" {b}" for _, _, b in keys])])
     ks = range(1, 10)
     names = (ids([f"x{k} = " for k in ks] + [f"y{k} =" for k in ks]),
-             [ids([f"### Problem {k}\n" for k in ks] * 2), ids(["x"] * 9 + ["y"] * 9)])
+             [ids([f"### Problem {k}\n" for k in ks] * 2), ids(["x"] * len(ks) + ["y"] * len(ks))])
     return [blocks, names]
 
 
