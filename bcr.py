@@ -269,20 +269,21 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     R = torch.tensor(rewards)
     batch = make_batch(roll, tok.pad_token_id, args.device)
     batch["adv"] = grpo.group_advantages(R, args.group, scale_by_std=not args.no_std).to(args.device)
-    # pi_old: the trainer's own forward over the batch before the update, in the micro-batches the update
-    # uses, so that the ratio is exactly 1 on the on-policy step (in bf16 the sampler's log-probs differ:
-    # other kernels and shapes); the sampler's are kept to log the mismatch
-    sampler_logp, real = batch["old_logp"], batch["completion_mask"].bool()
+    # pi_old is the trainer's own forward, not the sampler's log-probs (in bf16 those differ: other kernels
+    # and shapes), so that the ratio is exactly 1 on the on-policy step. With one optimizer step per batch
+    # (--mini-batches 1) that forward is the update's own, its gradient stopped (grpo.py, "On-policy");
+    # with several, later mini-batches step after earlier updates and need pi_old from a forward before
+    # any. The sampler's log-probs are kept to log the mismatch (grpo.accumulate_gradients).
+    batch["sampler_logp"] = batch["old_logp"]
     model.train()
-    batch["old_logp"] = no_grad_logprobs(model, batch, args)
-    mismatch = (batch["old_logp"] - sampler_logp)[real].abs()
+    batch["old_logp"] = no_grad_logprobs(model, batch, args) if args.mini_batches > 1 else None
     if ref is not None:  # the frozen base's log-probs, micro-batched the same way
         batch["ref_logp"] = no_grad_logprobs(ref, batch, args)
     B, B_all = R.numel(), ddp.total(R.numel())
     mb = math.ceil(B / args.mini_batches)
     stats = []
     for s in range(0, B, mb):  # --mini-batches > 1: several optimizer steps per rollout batch
-        sub = {k: v[s:s + mb] for k, v in batch.items()}
+        sub = {k: None if v is None else v[s:s + mb] for k, v in batch.items()}
         totals = (ddp.total(sub["completion_mask"].sum().item()), ddp.total(len(sub["adv"])))  # all ranks'
         st = grpo.grpo_step(model, opt, sub, args.micro_batch, args.clip_low, args.clip_high, args.beta, args.agg,
                             max_len=args.budget, temperature=args.temperature, fused=args.fused_logprobs,
@@ -292,10 +293,9 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     # the record of the whole batch: every rank's rows (one process: its own), then means over them
     parts = ddp.gather({"reward": rewards, "accuracy": correct_all, "answered": answered, "stats": stats,
                         "length": roll.lengths.tolist(), "finished": roll.finished.tolist(),
-                        "n": [ns[i // args.group] for i in range(len(rewards))],
-                        "mismatch": mismatch.tolist()})
+                        "n": [ns[i // args.group] for i in range(len(rewards))]})
     every = {k: [x for p in parts for x in p[k]] for k in parts[0]}
-    R, mism, n_tok = torch.tensor(every["reward"]), torch.tensor(every["mismatch"] or [0.0]), sum(every["length"])
+    R, n_tok = torch.tensor(every["reward"]), sum(every["length"])
     mean = {k: sum(w * st[k] for w, st in every["stats"]) for k in ("clip_frac", "kl_ref", "approx_kl_old",
                                                                      "grad_norm")}
     first = [p["stats"][0][1] for p in parts]  # each rank's first (on-policy) optimizer step
@@ -309,7 +309,10 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
         "zero_var_groups": (R.view(-1, args.group).std(-1) == 0).float().mean().item(),
         **mean, "ratio_max": max(st["ratio_max"] for _, st in every["stats"]), "optimizer_steps": len(stats),
         "on_policy_ratio_dev": max(max(st["ratio_max"] - 1, 1 - st["ratio_min"]) for st in first),
-        "sampler_logp_mismatch_mean": mism.mean().item(), "sampler_logp_mismatch_max": mism.max().item(),
+        # the sampler against the trainer, over the rows of each rank's first optimizer step (the others
+        # step after an update): their mean, and the largest
+        "sampler_logp_mismatch_mean": float(np.mean([st["sampler_logp_mismatch_mean"] for st in first])),
+        "sampler_logp_mismatch_max": max(st["sampler_logp_mismatch_max"] for st in first),
         "lr": opt.param_groups[0]["lr"], "step_seconds": time.time() - t0,
         "rollout_tokens_per_s": n_tok / max(t_roll, 1e-9),
     }

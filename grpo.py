@@ -25,6 +25,12 @@ and the loss is -J. The weights w say how tokens are averaged ("agg"):
 The totals are over the *whole* batch, also when it is split into micro-batches, so that the
 gradient does not depend on the micro-batch size.
 
+On-policy (one optimizer step per batch of rollouts, bcr.py's default) pi_old is pi_theta itself:
+rho = 1 and grad rho = grad log pi_theta, so J's gradient is sum w A grad log pi_theta (no token is
+clipped). accumulate_gradients then takes pi_old = pi_theta with its gradient stopped
+(old_logp None: logp.detach()), which saves the no-grad forward pass over the batch that would
+compute the same numbers (TRL does the same when it takes one step per generation).
+
 Memory: a vocabulary of 151,936 makes full fp32 logits the largest tensor in training
 (8 x 8192 tokens x 151,936 x 4 bytes = 40 GB). token_logprobs runs the transformer trunk once,
 then applies the LM head and an fp32 log-softmax to chunks of completion positions only, and
@@ -221,21 +227,28 @@ def accumulate_gradients(model, batch, micro_batch_size, clip_low=0.2, clip_high
     """loss.backward() over micro-batches of `batch`, with the normaliser of the whole batch, so
     the accumulated gradient is the gradient of grpo_loss on the whole batch. Returns stats.
 
-    batch: input_ids, attention_mask, completion_mask [B, T]; old_logp [B, T]; adv [B];
-    ref_logp [B, T] when beta > 0. totals: (tokens, sequences) of the global batch when `batch` is one
-    rank's share of it (data parallel): the ranks' gradients then sum to the global batch's gradient.
+    batch: input_ids, attention_mask, completion_mask [B, T]; old_logp [B, T], or None on-policy
+    (pi_old = pi_theta: logp.detach(), see the top of this file); adv [B]; ref_logp [B, T] when
+    beta > 0; sampler_logp [B, T], optional: the sampler's log-probs, compared with this forward's
+    (stats sampler_logp_mismatch_mean / _max; in bf16 the two differ: other kernels and shapes).
+    totals: (tokens, sequences) of the global batch when `batch` is one rank's share of it (data
+    parallel): the ranks' gradients then sum to the global batch's gradient.
     """
     B = batch["input_ids"].shape[0]
     cmask = batch["completion_mask"]
     total_tokens, total_seqs = totals if totals is not None else (float(cmask.sum()), B)
     max_len = max_len if max_len is not None else cmask.shape[1]
     stats = {"loss": 0.0, "ratio_max": 0.0, "ratio_min": float("inf")}
+    mismatch = []
     for s in range(0, B, micro_batch_size):
         sl = slice(s, min(s + micro_batch_size, B))
         logp = token_logprobs(model, batch["input_ids"][sl], batch["attention_mask"][sl], cmask[sl], temperature,
                               fused=fused)
+        old = logp.detach() if batch.get("old_logp") is None else batch["old_logp"][sl]
+        if batch.get("sampler_logp") is not None:
+            mismatch.append((logp.detach() - batch["sampler_logp"][sl])[cmask[sl].bool()].abs())
         w = loss_weights(cmask[sl], agg, total_tokens=total_tokens, total_seqs=total_seqs, max_len=max_len)
-        loss, st = grpo_loss(logp, batch["old_logp"][sl], batch["adv"][sl], cmask[sl], clip_low, clip_high,
+        loss, st = grpo_loss(logp, old, batch["adv"][sl], cmask[sl], clip_low, clip_high,
                              batch["ref_logp"][sl] if beta > 0 else None, beta, agg, weights=w)
         loss.backward()
         stats["loss"] += loss.item()
@@ -243,6 +256,10 @@ def accumulate_gradients(model, batch, micro_batch_size, clip_low=0.2, clip_high
             stats[k] = stats.get(k, 0.0) + st[k] * (sl.stop - sl.start) / B
         stats["ratio_max"] = max(stats["ratio_max"], st["ratio_max"])
         stats["ratio_min"] = min(stats["ratio_min"], st["ratio_min"])
+    if mismatch:
+        d = torch.cat(mismatch)
+        stats["sampler_logp_mismatch_mean"] = d.mean().item() if d.numel() else 0.0
+        stats["sampler_logp_mismatch_max"] = d.max().item() if d.numel() else 0.0
     return stats
 
 
