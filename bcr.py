@@ -103,7 +103,7 @@ def build_parser():
     a("--budget", type=int, default=toy.BUDGET, help="max new tokens for the whole response")
     a("--group", type=int, default=8, help="rollouts per prompt (G)")
     a("--prompts", type=int, default=16, help="prompts per step (P)")
-    a("--steps", type=int, default=40)
+    a("--steps", type=int, default=30)
     a("--lr", type=float, default=3e-4)
     a("--temperature", type=float, default=1.0)
     a("--micro-batch", type=int, default=128, help="rows per forward/backward")

@@ -40,7 +40,7 @@ def test_redundancy_is_random_and_bounded():
     sols = [toy.solution_steps("47 + 38", rng) for _ in range(2000)]
     counts = [sum(line.startswith(tuple(toy.CHECKS)) for line in sol) for sol in sols]
     # one level of care c = 0..MAX_CHECKS per problem, uniformly: each of the three computed lines
-    # is re-checked c times, so a solution holds 0, 3, 6 or 9 re-checks, each a quarter of the time
+    # is re-checked c times, so a solution holds 0, 3, .., 3 * MAX_CHECKS re-checks, equally often
     assert sorted(set(counts)) == [3 * c for c in range(toy.MAX_CHECKS + 1)]
     for c in range(toy.MAX_CHECKS + 1):
         assert abs(counts.count(3 * c) / len(counts) - 1 / (toy.MAX_CHECKS + 1)) < 0.04
