@@ -336,8 +336,9 @@ def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=12, max_n=MAX_N, d
     Plain supervised fine-tuning. Each step takes prompts of one size N (cycling 1..max_n; half
     the N=1 steps use the standard single-problem prompt) and their verbose reference responses,
     problems_per_step // N prompts, so that every step holds about as many problems and costs
-    about the same (12, not v7's 16: a quarter less to compute, for a 300-s run); plus drills_per_step reading drills (naming_example) in a batch of their own,
-    so that the short drills are not padded to the width of the long solutions. The loss is the
+    about the same (12, not v7's 16: a quarter less to compute, for a 300-s run); plus
+    drills_per_step reading drills (naming_example) in a batch of their own, so that the short
+    drills are not padded to the width of the long solutions. The loss is the
     cross-entropy on the response tokens and their EOS, averaged over the tokens of both batches.
     Without the drills the full solutions give "read problem k" too little signal and the base
     reads problem 1 only (README, "The toy world"). The embeddings of the problem blocks and of the
