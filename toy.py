@@ -19,9 +19,7 @@ The world:
     that many times ("wait, check: 30+15", "check again: 30+15", each re-check with its own
     opening so that the model need not count repeats), and the result is restated with
     probability 1/2 ("so the sum is 45"). The minimal solution is about 60% of the average
-    reference (34 of 56 tokens, header and answer line included). Redundant, not useless: a base
-    is right a few points more often after a re-check, which repeats the digits the next line
-    reads (docs/toy_world.md), so dropping them all costs a little accuracy that RL wins back;
+    reference (34 of 56 tokens, header and answer line included);
   - a supervised warm start (plain cross-entropy) gives the *base model*, verbose, trained on
     prompts of N = 1..4 problems and on reading drills (name the numbers of every problem of a
     prompt, asked in a random order), without which it reads problem 1 only (docs/toy_world.md).
