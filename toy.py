@@ -66,8 +66,8 @@ from sample import generate
 EVAL_PROBLEMS, BUDGET, EVAL_SEED = 600, 150, 1234
 
 # each computed line is re-checked 0 to 2 times (one level per problem); the k-th re-check starts with CHECKS[k-1], so
-# the model sees from the last line alone how many came before (a tiny model cannot count repeats). Two, not three
-# (toy v7): 17% fewer tokens to train on, and the warm start fits the 300-s run (docs/toy_world.md, issue #20)
+# the model sees from the last line alone how many came before (a tiny model cannot count repeats). Two rounds at
+# most (toy v7 had three): 17% fewer tokens to train on, for a 300-s run (docs/toy_world.md, issue #20)
 CHECKS = ["wait, check: ", "check again: "]
 MAX_CHECKS = len(CHECKS)
 
