@@ -223,10 +223,10 @@ def make_batch(roll, pad_id, device):
     cmask = torch.zeros((B, L + T), dtype=torch.long)
     cmask[:, L:] = (torch.arange(T)[None, :] < roll.lengths[:, None]).long()  # EOS included
     att = att + cmask
-    old = torch.zeros((B, L + T))
-    old[:, L:] = roll.logprobs
+    sampler = torch.zeros((B, L + T))
+    sampler[:, L:] = roll.logprobs
     return {"input_ids": ids.to(device), "attention_mask": att.to(device), "completion_mask": cmask.to(device),
-            "old_logp": old.to(device)}
+            "sampler_logp": sampler.to(device)}
 
 
 @torch.no_grad()
@@ -273,8 +273,7 @@ def train_step(model, ref, tok, opt, problems, rng, step, args):
     # and shapes), so that the ratio is exactly 1 on the on-policy step. With one optimizer step per batch
     # (--mini-batches 1) that forward is the update's own, its gradient stopped (grpo.py, "On-policy");
     # with several, later mini-batches step after earlier updates and need pi_old from a forward before
-    # any. The sampler's log-probs are kept to log the mismatch (grpo.accumulate_gradients).
-    batch["sampler_logp"] = batch["old_logp"]
+    # any. The sampler's log-probs (make_batch) are kept to log the mismatch (grpo.accumulate_gradients).
     model.train()
     batch["old_logp"] = no_grad_logprobs(model, batch, args) if args.mini_batches > 1 else None
     if ref is not None:  # the frozen base's log-probs, micro-batched the same way

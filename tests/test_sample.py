@@ -166,7 +166,7 @@ def test_logprobs_equal_grpo_recomputation(device):
         with torch.no_grad():
             lp = grpo.token_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"], T)
         m = batch["completion_mask"].bool()
-        assert torch.allclose(lp[m], batch["old_logp"][m], atol=1e-4)
+        assert torch.allclose(lp[m], batch["sampler_logp"][m], atol=1e-4)
 
 
 def _rss():
