@@ -30,8 +30,9 @@ actor); one optimizer step per rollout batch by default (so the policy ratio sta
 clipping only matters with --mini-batches > 1).
 
 `python bcr.py` runs the embedded toy world (toy.py): warm start if no cached base model, evaluate
-the base at N = 1..4, train, evaluate again, print the table, write <out>/scaling.json. A run
-killed at any point continues with --resume.
+the base at N = 1..4 under the training budget and at N=1 with room to finish (the free lunch,
+--lunch-budget), train on prompts of N = 1..4 problems in turn, evaluate again, print the table,
+write <out>/scaling.json. A run killed at any point continues with --resume.
 """
 import argparse
 import json
@@ -67,9 +68,10 @@ from report import claims, print_claims, print_table, run_label
 HUB = dict(  # shared by the paper-scale presets
     data="deepmath",  # DeepMath-103K, the paper's training set (data.py drops answers the grader cannot check)
     group_by="difficulty",  # the paper: groups of N problems of similar difficulty, a fixed list (<out>/groups.json)
+    n=[3],  # the paper trains at N=3 (the toy trains on N = 1..4 in turn)
     eval_data="math500",  # MATH-500: the paper's main benchmark, and quick to evaluate
     eval_n=[1, 2, 3, 4, 5],  # the paper's task-scaling range
-    eval_problems=500, eval_budget=None,
+    eval_problems=500, eval_budget=None, lunch_budget=None,  # the free lunch: N=1 under the training budget
     lr=1e-6,  # full fine-tuning of a 1.5B-4B model; the toy's 3e-4 would destroy it
     temperature=0.6,  # what DeepSeek and Qwen recommend for these models
     dtype="bfloat16", grad_checkpointing=True,  # memory: weights, activations of 4 x 5k-token rows
@@ -98,12 +100,12 @@ def build_parser():
     a("--group-by", default="random", choices=["random", "difficulty"],
       help="a prompt's N problems: drawn at random, or from a fixed list of groups of similar difficulty")
     a("--data-dir", default=DEFAULT_DATA_DIR, help="where benchmark names are looked up")
-    a("--n", type=int, nargs="+", default=[3],
+    a("--n", type=int, nargs="+", default=[1, 2, 3, 4],
       help="problems per prompt (1 = plain GRPO); several (--n 1 2 3 4): the step's prompts take them in turn")
     a("--budget", type=int, default=toy.BUDGET, help="max new tokens for the whole response")
     a("--group", type=int, default=8, help="rollouts per prompt (G)")
     a("--prompts", type=int, default=16, help="prompts per step (P)")
-    a("--steps", type=int, default=30)
+    a("--steps", type=int, default=50)
     a("--lr", type=float, default=3e-4)
     a("--temperature", type=float, default=1.0)
     a("--micro-batch", type=int, default=128, help="rows per forward/backward")
@@ -126,6 +128,9 @@ def build_parser():
     a("--eval-n", type=int, nargs="+", default=[1, 2, 3, 4])
     a("--eval-problems", type=int, default=toy.EVAL_PROBLEMS)
     a("--eval-budget", type=int, default=None, help="budget at evaluation (default: the training budget)")
+    a("--lunch-budget", type=int, default=toy.LUNCH_BUDGET,
+      help="budget of the free lunch's N=1 evaluation, a single problem with room to finish (none: the "
+           "N=1 row of the table)")
     a("--no-eval", action="store_true", help="train only")
     a("--dtype", default="float32", choices=["float32", "bfloat16"])
     a("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=False)
@@ -179,6 +184,7 @@ def check_args(args):
     errs += need(args.beta >= 0, "--beta", ">= 0") + need(args.save_every >= 1, "--save-every", ">= 1")
     errs += need(0 <= args.clip_low < 1 and args.clip_high >= 0, "--clip-low", "in [0, 1), with --clip-high >= 0")
     errs += need(args.eval_budget >= 1, "--eval-budget", ">= 1 token")
+    errs += need(args.lunch_budget is None or args.lunch_budget >= 1, "--lunch-budget", ">= 1 token")
     errs += need(min(args.eval_n) >= 1, "--eval-n", "a list of N >= 1")
     errs += need(args.eval_problems >= 1, "--eval-problems", ">= 1")
     errs += need(0 <= args.format_weight <= 1, "--format-weight", "in [0, 1]")
@@ -425,25 +431,32 @@ def main(argv=None):
     evaluate = dict(ns=args.eval_n, budget=args.eval_budget, temperature=args.temperature, seed=toy.EVAL_SEED,
                     stop_at_last_answer=args.stop_at_last_answer, thinking=args.thinking,
                     batch_rows=args.eval_rows)
-    res, base_path = {}, os.path.join(args.out, "base_eval.json")
+    # the free lunch: N=1 with room to finish, as a single problem is usually run (--lunch-budget)
+    lunch = dict(evaluate, ns=[1], budget=args.lunch_budget) if args.lunch_budget else None
+    res, base_path, base_lunch = {}, os.path.join(args.out, "base_eval.json"), None
     evaluating = not args.no_eval and args.rank == 0  # under torchrun rank 0 evaluates
     if evaluating:
         if args.resume and os.path.exists(base_path):
-            res["base"] = json.load(open(base_path))
+            saved = json.load(open(base_path))
+            res["base"], base_lunch = saved["table"], saved["lunch"]
             print(f"base model: evaluation read from {base_path}")
         else:
             print(f"evaluating the base model on {len(test)} held-out problems at N = {args.eval_n} "
-                  f"(budget {args.eval_budget})")
+                  f"(budget {args.eval_budget})" + (f" and at N=1 (budget {args.lunch_budget})" if lunch else ""))
             base = load_model(args.model, args.device, args.dtype, args.base_seed)[0] if args.resume else model
             res["base"] = ev.scaling_table(base, tok, test, **evaluate)
+            base_lunch = ev.scaling_table(base, tok, test, **lunch)["1"] if lunch else None
             with open(base_path, "w") as f:
-                json.dump(res["base"], f, indent=1)
+                json.dump({"table": res["base"], "lunch": base_lunch}, f, indent=1)
     ddp.barrier()
     model = train(args, model, tok, problems, ref, state)
     if evaluating:
         label = run_label(args)
         print(f"evaluating the {label} model")
         res["bcr"] = ev.scaling_table(model, tok, test, **evaluate)
+        if lunch and base_lunch:
+            res["lunch"] = {"budget": args.lunch_budget, "base": base_lunch,
+                            "bcr": ev.scaling_table(model, tok, test, **lunch)["1"]}
         print_table(res, args.eval_n, label)
         res["claims"] = claims(res, args.eval_n)
         print_claims(res["claims"], args.eval_n)

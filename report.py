@@ -170,14 +170,18 @@ def run_label(args):
 
 
 def print_table(res, ns, label="BCR", log=print):
-    """Base vs trained, per N (res["bcr"] holds the trained model's row, whatever its reward)."""
+    """Base vs trained, per N (res["bcr"] holds the trained model's row, whatever its reward), and
+    the free lunch's N=1 row at its own budget when res has one (res["lunch"])."""
+    def row(n, b, t):
+        d = (t["tokens_per_problem"] / b["tokens_per_problem"] - 1) * 100
+        return (f"{n:>2} | {b['accuracy']:>8.3f} {b['tokens_per_problem']:>13.1f} | "
+                f"{t['accuracy']:>10.3f} {t['tokens_per_problem']:>14.1f} | {d:>+6.1f}%")
     lines = [f"{'N':>2} | {'base acc':>8} {'base tok/prob':>13} | {label + ' acc':>10} {label + ' tok/prob':>14} | "
              f"{'tokens':>7}", "-" * 68]
-    for n in ns:
-        b, t = res["base"][str(n)], res["bcr"][str(n)]
-        d = (t["tokens_per_problem"] / b["tokens_per_problem"] - 1) * 100
-        lines.append(f"{n:>2} | {b['accuracy']:>8.3f} {b['tokens_per_problem']:>13.1f} | "
-                     f"{t['accuracy']:>10.3f} {t['tokens_per_problem']:>14.1f} | {d:>+6.1f}%")
+    lines += [row(n, res["base"][str(n)], res["bcr"][str(n)]) for n in ns]
+    if "lunch" in res:
+        lines += [f"N=1 with room to finish (budget {res['lunch']['budget']}):",
+                  row(1, res["lunch"]["base"], res["lunch"]["bcr"])]
     log("\n".join(lines))
 
 
@@ -189,11 +193,13 @@ MAX_TRUNCATION = 0.5
 
 def claims(res, ns):
     """The free lunch and the task-scaling law, read off bcr.py's scaling.json ({"base": {str(N):
-    row}, "bcr": {str(N): row}}), for the Ns in increasing order:
+    row}, "bcr": {str(N): row}}, and {"lunch": {"budget", "base": row, "bcr": row}} when the
+    free lunch had its own N=1 evaluation), for the Ns in increasing order:
 
-      free lunch     at the smallest N the trained model's tokens per problem change by
-                     `tokens` (a fraction of the base's) and its accuracy by `accuracy`;
-                     holds when tokens <= -30% and accuracy >= -1 point
+      free lunch     at N=1 with room to finish (res["lunch"]; without it, at the smallest N of
+                     the table) the trained model's tokens per problem change by `tokens` (a
+                     fraction of the base's) and its accuracy by `accuracy`; holds when tokens
+                     <= -30% and accuracy >= -1 point
       scaling law    the trained model's tokens per problem fall strictly from each N to the
                      next, by `fall` (a fraction) from the first N to the last, and its accuracy
                      is at least the base's at every N; holds when all three do, fall >= 15%
@@ -203,13 +209,15 @@ def claims(res, ns):
     b, t = ({str(n): res[k][str(n)] for n in ns} for k in ("base", "bcr"))
     first, last = str(ns[0]), str(ns[-1])
     toks = [t[str(n)]["tokens_per_problem"] for n in ns]
-    lunch_tok = t[first]["tokens_per_problem"] / b[first]["tokens_per_problem"] - 1
-    lunch_acc = t[first]["accuracy"] - b[first]["accuracy"]
+    lb, lt = (res["lunch"]["base"], res["lunch"]["bcr"]) if "lunch" in res else (b[first], t[first])
+    lunch_tok = lt["tokens_per_problem"] / lb["tokens_per_problem"] - 1
+    lunch_acc = lt["accuracy"] - lb["accuracy"]
     strict = all(x > y for x, y in zip(toks, toks[1:]))
     fall = 1 - t[last]["tokens_per_problem"] / t[first]["tokens_per_problem"]
     above = all(t[k]["accuracy"] >= b[k]["accuracy"] for k in t)
     cut = max(t[k].get("truncation_rate", 0.0) for k in t)
     return {"free_lunch": {"tokens": lunch_tok, "accuracy": lunch_acc,
+                           **({"budget": res["lunch"]["budget"]} if "lunch" in res else {}),
                            "holds": lunch_tok <= FREE_LUNCH_TOKENS and lunch_acc >= FREE_LUNCH_ACC},
             "scaling_law": {"tokens_per_problem": toks, "strictly_falling": strict, "fall": fall,
                             "accuracy_at_least_base": above, "max_truncation": cut,
@@ -219,7 +227,8 @@ def claims(res, ns):
 def print_claims(c, ns, log=print):
     lunch, law = c["free_lunch"], c["scaling_law"]
     yes = {True: "holds", False: "does not hold"}
-    log(f"free lunch at N={min(ns)}: tokens per problem {lunch['tokens']:+.1%}, accuracy "
+    where = f"N=1 (budget {lunch['budget']})" if "budget" in lunch else f"N={min(ns)}"
+    log(f"free lunch at {where}: tokens per problem {lunch['tokens']:+.1%}, accuracy "
         f"{lunch['accuracy'] * 100:+.1f} points ({yes[lunch['holds']]}: <= {FREE_LUNCH_TOKENS:.0%} at >= "
         f"{FREE_LUNCH_ACC * 100:+.0f} point)")
     log(f"task-scaling law: tokens per problem {' / '.join(f'{x:.1f}' for x in law['tokens_per_problem'])} "

@@ -7,36 +7,49 @@ grpo.py, eval.py) sees an ordinary Hugging Face tokenizer and LlamaForCausalLM, 
 real hub model go through the same lines of code.
 
 The world:
-  - problems: sums of two numbers from 10 to 29 ("27 + 18"); one problem in four, chosen by a hash
-    of its text, is held out for evaluation (106 problems, each asked several times when more are
-    wanted); answers are checked by reward.py like any math answer;
-  - reference solutions of problem k: name the two numbers ("x2 = 27 ", "y2 = 18"), split them
-    into tens and units, add each, add the two ("20+10+7+8" -> "30+15" -> "45"). These steps are
-    *needed*: each line is a small table lookup on the lines just above, while the sum in one go
-    is a table the model never sees. Naming the numbers is reading problem k out of the prompt;
+  - problems: is a sum of two numbers from 10 to 29 more than 40 ("27 + 18 > 40?", answer "yes" or
+    "no"; 42% of them are yes); one problem in four, chosen by a hash of its text, is held out for
+    evaluation (102 problems, each asked several times when more are wanted); answers are checked
+    by reward.py like any answer;
+  - reference solutions of problem k at one of three levels of *effort*, each cheaper and less
+    reliable than the one before (the graded trade of a reasoning model, which BCR's budget prices):
+      exact     name the two numbers ("x2 = 27 ", "y2 = 18"), split them into tens and units, add
+                each, add the two ("20+10+7+8" -> "30+15" -> "45"), and compare the sum with 40:
+                always right (33 tokens at the least, header and answer line included);
+      estimate  name and split only, and compare the tens alone ("20+10": 30 and some units, so
+                "no"): wrong when the units carry the sum over 40, right 83% of the time (24
+                tokens);
+      guess     no lines, yes or no at random: right half the time (8 tokens). Only for problems
+                after the first, as a solver short of room gives up on the last ones.
+    (EFFORT: 70 / 10 / 20% of the references; problem 1 is worked exactly 7 times in 8.)
+    Each line of a solution is a small table lookup on the lines just above. Naming the numbers is
+    reading problem k out of the prompt;
   - *redundant* reasoning mixed in at random, which never changes the answer: each problem is
     worked at a level of care from 0 to 2, uniformly, and each of its computed lines is re-checked
     that many times ("wait, check: 30+15", "check again: 30+15", each re-check with its own
-    opening so that the model need not count repeats), and the result is restated with
-    probability 1/2 ("so the sum is 45"). The minimal solution is about 60% of the average
-    reference (34 of 56 tokens, header and answer line included);
+    opening so that the model need not count repeats); an exact solution restates its sum with
+    probability 1/2 ("so the sum is 45"). A minimal exact solution is 62% of the average
+    reference of a lone problem (33 of 53 tokens);
   - a supervised warm start (plain cross-entropy) gives the *base model*, verbose, trained on
     prompts of N = 1..4 problems and on reading drills (name the numbers of every problem of a
     prompt, asked in a random order), without which it reads problem 1 only (docs/toy_world.md).
     It ends with a reading check: greedy solutions to held-out N=4 BCR prompts, and how often
     they name every number of every problem right (reading_check).
 
-So length can be cut wisely (drop the re-checks) or badly (drop a needed step). A BCR-trained
-model should learn the first.
+So length can be cut for free (drop the re-checks) or at a price (a cheaper level of effort). At
+N=1 a BCR-trained model should take the first only (the free lunch); as N grows and the shared
+budget tightens, it should spend less effort on each problem (the task-scaling law). Sums alone
+(toy v8 and before) had no cheaper level the model could learn, and its length could not follow
+the budget (docs/toy_world.md, issue #20).
 
 The tokenizer is character level (printable ASCII and newline), so the computed lines are written
 digit by digit and every step is a lookup in the same small one-digit tables (side by side, one
 token per two-digit number everywhere reached 66-75% at N=1 where digits reached 89%). On top come
 the chat-template markers and whole-phrase tokens for the fixed text of prompts and solutions
-("### Problem 1\n", "Answer ", "\\boxed{", "wait, check: ", ...), as a trained BPE vocabulary
+("### Problem 1\n", "Answer ", "\\boxed{", "wait, check: ", " > 40?", "yes", ...), as a trained BPE vocabulary
 would have, so that sequences stay short on a CPU; one token per number ("27 ", " 18") and per
 name ("x2 = ", "y2 =") of a solution; and one token per *problem as it stands in a prompt*, its
-header and question together ("### Problem 2\n27 + 18", 4 x 400 tokens). The embedding of that
+header and sum together ("### Problem 2\n27 + 18", 4 x 400 tokens; " > 40?" follows it). The embedding of that
 token is tied to the sum of its parts' embeddings, header 2 + "27 " + " 18" (tied_parts), so a
 held-out problem, never seen in training, has a meaningful token; so is a name's, header 2 + "x".
 A name then finds its number by one lookup on the content of a single prompt token: "x2 = "
@@ -63,11 +76,15 @@ from sample import generate
 
 # the toy preset's evaluation, defined once (bcr.py and eval.py read these): held-out problems,
 # the budget of the whole response (the training budget) and the sampling seed
-EVAL_PROBLEMS, BUDGET, EVAL_SEED = 600, 150, 1234
+EVAL_PROBLEMS, BUDGET, EVAL_SEED = 600, 64, 1234
+# the free lunch is measured at N=1 as a single problem is usually run: with room to finish (the
+# base's longest solution is about 80 tokens), not under the training budget, which cuts the base
+LUNCH_BUDGET = 150
 
 # each computed line is re-checked 0 to 2 times (one level per problem); the k-th re-check starts with CHECKS[k-1], so
-# the model sees from the last line alone how many came before (a tiny model cannot count repeats). Two rounds at
-# most (toy v7 had three): 17% fewer tokens to train on, for a 300-s run (docs/toy_world.md, issue #20)
+# the model sees from the last line alone how many came before (a tiny model cannot count repeats). A third round
+# (toy v10 tried one) made the base so long that BCR's first steps under the 64-token budget were all cut, and it
+# learned to estimate even a lone problem (docs/toy_world.md, issue #20)
 CHECKS = ["wait, check: ", "check again: "]
 MAX_CHECKS = len(CHECKS)
 
@@ -94,7 +111,7 @@ def make_tokenizer():
     # whole-phrase tokens for the fixed prompt and format text, as a trained BPE would have
     tok.add_tokens(["Solve these ", " problems in order. End problem k with the line: ",
                     "Solve the problem. Put the final answer in ", "### Problem ", "Answer ", "\\boxed{",
-                    *CHECKS, "so the sum is ", "Name the numbers of these ", " problems."])
+                    *CHECKS, "so the sum is ", "Name the numbers of these ", " problems.", ASK, "yes", "no"])
     # the header "### Problem k\n" of a response, the names of the numbers of problem k ("x2 = ",
     # "y2 =") and the numbers as a solution writes them ("27 ", " 18") are one token each
     tok.add_tokens([f"### Problem {k}\n" for k in range(1, 10)])
@@ -189,70 +206,111 @@ def is_heldout(question):
     return int(hashlib.md5(question.encode()).hexdigest(), 16) % 4 == 0
 
 
+THRESHOLD = 40  # each problem asks whether a sum is more than this
+ASK = f" > {THRESHOLD}?"  # the end of every question
+# how often a reference problem is worked at each level of effort: exact, estimate, guess. The guess
+# never for problem 1, which is a prompt's only problem at N=1 (problem 1 is then worked exactly
+# 7 times in 8); for later problems often, so that the base writes whole runs of guesses ("### Problem
+# 3 ... ### Problem 4 ...") and RL can find them: with 8% guesses, one RL seed of one base learned to
+# repeat "### Problem 2" after a guess instead (docs/toy_world.md, issue #20)
+EFFORT = {"exact": 0.70, "estimate": 0.10, "guess": 0.20}
+
+
+def numbers(question):
+    """(a, b) of "27 + 18 > 40?"."""
+    if not question.endswith(ASK):
+        raise ValueError(f"not a toy question: {question!r}")
+    a, b = question[: -len(ASK)].split(" + ")
+    return int(a), int(b)
+
+
+def truth(a, b):
+    return "yes" if a + b > THRESHOLD else "no"
+
+
 def make_problems(n, split, seed):
     """n problems {"id","question","answer"}; the "train" and "test" splits are disjoint. The test
-    split has 106 problems: the first 106 returned are all of them in a random order, the next 106
+    split has 102 problems: the first 102 returned are all of them in a random order, the next 102
     all of them again in another order, and so on (an evaluation of 600 asks each 5 or 6 times)."""
     rng = random.Random(f"{split}-{seed}")
     if split == "test":
-        pool = [q for q in (f"{a} + {b}" for a in range(LO, HI + 1) for b in range(LO, HI + 1)) if is_heldout(q)]
+        pool = [q for q in (f"{a} + {b}{ASK}" for a in range(LO, HI + 1) for b in range(LO, HI + 1)) if is_heldout(q)]
         qs = []
         while len(qs) < n:
             qs += rng.sample(pool, min(len(pool), n - len(qs)))
     else:
         qs = []
         while len(qs) < n:
-            q = f"{rng.randint(LO, HI)} + {rng.randint(LO, HI)}"
+            q = f"{rng.randint(LO, HI)} + {rng.randint(LO, HI)}{ASK}"
             if not is_heldout(q):
                 qs.append(q)
-    return [{"id": f"toy-{split}-{i}", "question": q, "answer": str(sum(map(int, q.split(" + "))))}
-            for i, q in enumerate(qs)]
+    return [{"id": f"toy-{split}-{i}", "question": q, "answer": truth(*numbers(q))} for i, q in enumerate(qs)]
 
 
 def needed_lines(question, k=1):
-    """The needed steps of problem k: each line is computed from the lines just above it only.
+    """The lines of problem k's exact solution: each is computed from the lines just above it only.
 
-    "27 + 18" -> "x1 = 27 ", "y1 = 18" (name the numbers: read them out of the prompt) ->
-    "20+10+7+8" (split into tens and units) -> "30+15" (add tens, add units) -> "45".
+    "27 + 18 > 40?" -> "x1 = 27 ", "y1 = 18" (name the numbers: read them out of the prompt) ->
+    "20+10+7+8" (split into tens and units) -> "30+15" (add tens, add units) -> "45"; the answer
+    compares the last with THRESHOLD.
     """
-    a, b = map(int, question.split(" + "))
+    a, b = numbers(question)
     return [f"x{k} = {a} ", f"y{k} = {b}", f"{a // 10 * 10}+{b // 10 * 10}+{a % 10}+{b % 10}",
             f"{a // 10 * 10 + b // 10 * 10}+{a % 10 + b % 10}", str(a + b)]
 
 
-def solution_steps(question, rng, redundant=True, k=1):
-    """The lines of a step-by-step solution of problem k, with random redundant lines.
+def estimate(a, b):
+    """The estimate's answer: the tens alone against THRESHOLD (30 and some units: "no")."""
+    return "yes" if a // 10 * 10 + b // 10 * 10 > THRESHOLD - 10 else "no"
 
-    Needed: needed_lines(question, k). Redundant: the problem is worked at one level of care c,
-    0 to MAX_CHECKS uniformly at random, and each computed line (not the two naming lines) is
-    followed by c re-checks that repeat it ("wait, check: 30+15"); with probability 1/2 a restated
-    result ends it ("so the sum is 45"). A re-check repeats its line, so the next needed line reads
-    its inputs at the same place whether or not re-checks came between.
 
-    One level per problem, not one draw per line, so that a prompt's problems start at widely
-    spread places in a response (a minimal problem is 34 tokens, a careful one 78): with one draw
-    per line the lengths bunched near the mean, and a base read problem 4 after three verbose
-    solutions but not after three minimal ones, which is where BCR heads (docs/toy_world.md).
+def solution_steps(question, rng, redundant=True, k=1, effort=EFFORT):
+    """(lines, answer): a step-by-step solution of problem k and the answer it reaches.
+
+    redundant=False: the exact solution, minimal (needed_lines) and right. Otherwise a level of
+    effort drawn from `effort` (weights, EFFORT by default; no guess for k = 1): exact
+    (needed_lines), estimate (the names and the split line, answered by estimate(), wrong when the
+    units carry the sum over) or guess (no lines, yes or no at random); then one level of care
+    c = 0..MAX_CHECKS for the problem, each computed line followed by c re-checks that repeat it
+    ("wait, check: 30+15"), so the next line reads its inputs at the same place whether or not
+    re-checks came between; and an exact solution's sum restated with probability 1/2 ("so the
+    sum is 45").
+
+    One level of care per problem, not one draw per line, so that a prompt's problems start at
+    widely spread places in a response: with one draw per line the lengths bunched near the
+    mean, and a base read problem 4 after three verbose solutions but not after three minimal
+    ones, which is where BCR heads (docs/toy_world.md).
     """
+    a, b = numbers(question)
+    level = "exact"
+    if redundant:
+        weights = [w if (name != "guess" or k > 1) else 0.0 for name, w in effort.items()]
+        level = rng.choices(list(effort), weights)[0]
+    if level == "guess":
+        return [], rng.choice(["yes", "no"])
+    steps = needed_lines(question, k)[:3] if level == "estimate" else needed_lines(question, k)
     care = rng.randint(0, MAX_CHECKS) if redundant else 0
     lines = []
-    for i, line in enumerate(needed_lines(question, k)):
+    for i, line in enumerate(steps):
         lines.append(line)
         if i >= 2:
             lines += [c + line for c in CHECKS[:care]]
-    if redundant and rng.random() < 0.5:
-        lines.append(f"so the sum is {lines[-1].split()[-1]}")
-    return lines
+    if level == "exact" and redundant and rng.random() < 0.5:
+        lines.append(f"so the sum is {a + b}")
+    return lines, (estimate(a, b) if level == "estimate" else truth(a, b))
 
 
-def solution_text(questions, answers, rng, style="bcr", redundant=True):
-    """Reference response for one prompt: N problems in the BCR format, or one in the standard one."""
+def solution_text(questions, rng, style="bcr", redundant=True, effort=EFFORT):
+    """Reference response for one prompt: N problems in the BCR format, or one in the standard one.
+    Each problem's answer line states the answer its own lines reach (an estimate or a guess can
+    be wrong)."""
     if style == "standard":
-        return "\n".join(solution_steps(questions[0], rng, redundant)) + "\n\\boxed{" + answers[0] + "}"
+        lines, answer = solution_steps(questions[0], rng, redundant, effort=effort)
+        return "\n".join(lines + ["\\boxed{" + answer + "}"])
     parts = []
-    for k, (q, ans) in enumerate(zip(questions, answers), 1):
-        lines = [f"### Problem {k}"] + solution_steps(q, rng, redundant, k) + [f"Answer {k}: \\boxed{{{ans}}}"]
-        parts.append("\n".join(lines))
+    for k, q in enumerate(questions, 1):
+        lines, answer = solution_steps(q, rng, redundant, k, effort)
+        parts.append("\n".join([f"### Problem {k}"] + lines + [f"Answer {k}: \\boxed{{{answer}}}"]))
     return "\n".join(parts)
 
 
@@ -262,9 +320,9 @@ def solution_text(questions, answers, rng, style="bcr", redundant=True):
 
 def sft_example(tokenizer, problems, rng, style):
     """(input_ids, labels) with the loss on the response and its EOS only."""
-    qs, ans = [p["question"] for p in problems], [p["answer"] for p in problems]
+    qs = [p["question"] for p in problems]
     prompt_ids = build_prompt(tokenizer, qs, style=style)
-    resp = solution_text(qs, ans, rng, style=style)
+    resp = solution_text(qs, rng, style=style)
     resp_ids = tokenizer(resp, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     return prompt_ids + resp_ids, [-100] * len(prompt_ids) + resp_ids
 
@@ -313,7 +371,7 @@ def reads_all(questions, text):
     return all(reading_answer(questions, [k]) in text for k in range(1, len(questions) + 1))
 
 
-READ_BUDGET = 120  # new tokens per problem in the reading check: a greedy base's solution is about 78
+READ_BUDGET = 120  # new tokens per problem in the reading check: a greedy base's solution is about 80
 
 
 def reading_check(model, tokenizer, problems, n=4):
@@ -400,4 +458,4 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     probs = make_problems(args.show, "train", args.seed)
-    print(solution_text([p["question"] for p in probs], [p["answer"] for p in probs], random.Random(args.seed)))
+    print(solution_text([p["question"] for p in probs], random.Random(args.seed)))

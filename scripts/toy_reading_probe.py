@@ -6,8 +6,8 @@ the seed sets (docs/toy_world.md, issue #20).
 
     python scripts/toy_reading_probe.py --seed 2                  # a warm start, probed every 100 steps
     python scripts/toy_reading_probe.py --seed 2 --lr 2e-3 --steps 1400
-    python scripts/toy_reading_probe.py --model out/toy-base-v8-s2   # a saved base, once
-    python scripts/toy_reading_probe.py --model out/toy-base-v8-s2 --contexts   # where reading fails
+    python scripts/toy_reading_probe.py --model out/toy-base-v10-s2   # a saved base, once
+    python scripts/toy_reading_probe.py --model out/toy-base-v10-s2 --contexts   # where reading fails
 
 "x2 0.95" means: after "### Problem 2\\nx2 = ", the greedy next token was problem 2's first number
 in 95% of the prompts; "y2": its second number, after "x2 = <first> \\ny2 =". toy.reading_check
@@ -42,20 +42,24 @@ def greedy_next(model, tok, prompt, text):
     return tok.decode([int(model(ids).logits[0, -1].argmax())])
 
 
+# solutions worked exactly (care drawn as in training): every problem before j names its numbers
+EXACT = {"exact": 1.0}
+
+
 def probe(model, tok, groups, which="x"):
     """For j = 2..N: the fraction of prompts (groups of N questions) whose greedy token after the
-    reference solutions of problems 1..j-1 (care drawn as in training, from random.Random(0) in
+    exact reference solutions of problems 1..j-1 (care drawn as in training, from random.Random(0) in
     every prompt) and "### Problem j\\nxj = " is problem j's first number; which="y": after
     "### Problem j\\nxj = a \\nyj =", its second number."""
     n = len(groups[0])
     right = [0] * (n - 1)
     with torch.no_grad():
         for qs in groups:
-            prompt, golds = build_prompt(tok, qs, "bcr"), [toy.needed_lines(q)[-1] for q in qs]
+            prompt = build_prompt(tok, qs, "bcr")
             for j in range(2, n + 1):
                 # the same reference solutions of problems 1..j-1 for every j: a fresh Random(0)
-                done = toy.solution_text(qs[:j - 1], golds[:j - 1], random.Random(0))
-                a, b = qs[j - 1].split(" + ")
+                done = toy.solution_text(qs[:j - 1], random.Random(0), effort=EXACT)
+                a, b = map(str, toy.numbers(qs[j - 1]))
                 ask, want = (f"x{j} = ", a + " ") if which == "x" else (f"x{j} = {a} \ny{j} =", " " + b)
                 right[j - 2] += greedy_next(model, tok, prompt, f"{done}\n### Problem {j}\n{ask}") == want
     return [r / len(groups) for r in right]
@@ -73,15 +77,14 @@ def context_probe(model, tok, groups):
     out = {c: {j: collections.Counter() for j in range(2, len(groups[0]) + 1)} for c in CONTEXTS}
     with torch.no_grad():
         for qs in groups:
-            firsts = [q.split(" + ")[0] for q in qs]
+            firsts = [str(toy.numbers(q)[0]) for q in qs]
             if set(firsts) & set(OTHER):
                 continue
-            golds = [toy.needed_lines(q)[-1] for q in qs]
             for c in CONTEXTS:
                 prompt = build_prompt(tok, qs, "bcr") if c.startswith("BCR") else toy.reading_prompt(tok, qs)
                 for j in range(2, len(qs) + 1):
                     if "solutions" in c:
-                        done = toy.solution_text(qs[:j - 1], golds[:j - 1], random.Random(0))
+                        done = toy.solution_text(qs[:j - 1], random.Random(0), effort=EXACT)
                         if "other" in c:
                             for i in range(j - 1):
                                 done = done.replace(f"x{i + 1} = {firsts[i]} ", f"x{i + 1} = {OTHER[i]} ")

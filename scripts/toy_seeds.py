@@ -52,12 +52,13 @@ def row(label, res, ns, seconds):
     c = claims(res, ns)
     lunch, law = c["free_lunch"], c["scaling_law"]
     b, t = res["base"], res["bcr"]
+    lb, lt = (res["lunch"]["base"], res["lunch"]["bcr"]) if "lunch" in res else (b["1"], t["1"])
     yes = {True: "yes", False: "**no**"}
 
     def accs(model):
         return " / ".join(f"{model[str(n)]['accuracy']:.2f}" for n in ns)
-    return (f"| {label} | {b['1']['accuracy']:.3f} -> {t['1']['accuracy']:.3f} | "
-            f"{b['1']['tokens_per_problem']:.1f} -> {t['1']['tokens_per_problem']:.1f} ({lunch['tokens']:+.0%}) "
+    return (f"| {label} | {lb['accuracy']:.3f} -> {lt['accuracy']:.3f} | "
+            f"{lb['tokens_per_problem']:.1f} -> {lt['tokens_per_problem']:.1f} ({lunch['tokens']:+.0%}) "
             f"{yes[lunch['holds']]} | {' / '.join(f'{x:.1f}' for x in law['tokens_per_problem'])} "
             f"({-law['fall']:+.0%} from N=1 to 4, {law['max_truncation']:.0%} cut) {yes[law['holds']]} | "
             f"{accs(t)} | {accs(b)} | "
@@ -76,7 +77,8 @@ def main():
     ns = [1, 2, 3, 4]
     os.makedirs(args.out, exist_ok=True)
     extra = args.flags.split()
-    head = ("| base seed, RL seed | N=1 accuracy, base -> BCR | N=1 tokens per problem, base -> BCR, free lunch | "
+    head = ("| base seed, RL seed | N=1 accuracy (room to finish), base -> BCR | "
+            "N=1 tokens per problem, base -> BCR, free lunch | "
             "BCR tokens per problem, N = 1 / 2 / 3 / 4, scaling law | BCR accuracy, N = 1..4 | "
             "base accuracy, N = 1..4 | time |\n|---|---|---|---|---|---|---|")
     lines, record = [head], {}

@@ -25,6 +25,13 @@ def test_table_names_the_trained_model_and_its_token_change():
     lines = out[0].splitlines()
     assert "lenpen acc" in lines[0] and "BCR" not in lines[0]
     assert lines[2].split()[-1] == "-50.0%" and lines[3].split()[-1] == "+10.0%"  # 80 -> 40, 50 -> 55
+    assert len(lines) == 4  # no free lunch row of its own
+    res["lunch"] = {"budget": 150, "base": row(0.75, 90.0), "bcr": row(0.8, 45.0)}
+    out = []
+    bcr.print_table(res, [1, 3], log=out.append)
+    lines = out[0].splitlines()
+    assert lines[4] == "N=1 with room to finish (budget 150):" and lines[5].split()[-1] == "-50.0%"  # 90 -> 45
+    assert lines[5].split()[2:4] == ["0.750", "90.0"] and lines[5].split()[5:7] == ["0.800", "45.0"]
     flags = ([], ["--n", "1"], ["--reward", "truncation", "--target-len", "9"])
     assert [bcr.run_label(bcr.parse_args(a)) for a in flags] \
         == ["BCR", "GRPO", "trunc"]
@@ -96,7 +103,7 @@ def test_a_few_bcr_steps_move_the_reward(tmp_path, tok):
 
     def mean(rs, k):
         return sum(r[k] for r in rs) / len(rs)
-    first, last = log[:3], log[-3:]
+    first, last = log[:1], log[-3:]  # step 0's rollouts come from the untrained model
     assert mean(last, "reward") > mean(first, "reward") + 0.05
     assert mean(last, "tokens_per_problem") < mean(first, "tokens_per_problem")
     for k in ("reward", "accuracy", "tokens_per_problem", "truncation_rate", "zero_var_groups", "clip_frac",
@@ -121,7 +128,8 @@ def _run_in_two(out, tok, *extra):
     return model.state_dict(), _records(out)
 
 
-RESUME_FLAGS = ("--lr", "3e-5", "--length-penalty", "1.0", "--save-every", "10")
+# lr slow enough that every step still has groups with a signal (at 3e-5 all rollouts end at once after a step)
+RESUME_FLAGS = ("--lr", "1e-6", "--length-penalty", "1.0", "--save-every", "10")
 
 
 @pytest.fixture(scope="module")
@@ -218,9 +226,12 @@ def test_bad_flags_are_clear_errors_before_any_work(tmp_path, capsys, argv, msg)
 def test_presets_list_only_known_keys_and_help_shows_the_toy_defaults(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         bcr.parse_args(["--help"])
-    assert "--budget BUDGET       max new tokens for the whole response (default: 150)" in capsys.readouterr().out
+    assert "--budget BUDGET       max new tokens for the whole response (default: 64)" in capsys.readouterr().out
+    toy_args = bcr.parse_args([])  # the toy trains on N = 1..4 in turn; its free lunch has room to finish
+    assert toy_args.n == [1, 2, 3, 4] and toy_args.budget == toy.BUDGET and toy_args.lunch_budget == toy.LUNCH_BUDGET
     args = bcr.parse_args(["--preset", "r1-1.5b", "--budget", "100"])
     assert args.budget == 100 and args.lr == 1e-6 and args.dtype == "bfloat16" and args.n == [3]
+    assert args.lunch_budget is None  # the paper's free lunch: N=1 under the evaluation budget
     monkeypatch.setitem(bcr.PRESETS, "bad", {"budjet": 5})
     with pytest.raises(SystemExit):
         bcr.parse_args(["--preset", "bad"])
@@ -265,7 +276,7 @@ def test_resume_keeps_the_base_model_as_the_kl_reference(tmp_path, tok, monkeypa
 @pytest.mark.parametrize("content,msg", [
     ('{"question": "1+1", "answer": "2"}\n{"question": "2+2", "answer": \n', "d.jsonl:2: not valid JSON"),
     ('{"question": "1+1", "answer": "2"}\n{"question": "2+2"}\n', "d.jsonl:2: missing field 'answer'"),
-    ('{"question": "1+1", "answer": "2"}\n', "--n 3: only 1 training problems"),
+    ('{"question": "1+1", "answer": "2"}\n', "--n 4: only 1 training problems"),
 ])
 def test_bad_data_is_a_clear_error_before_the_warm_start(tmp_path, capsys, monkeypatch, content, msg):
     (tmp_path / "d.jsonl").write_text(content)

@@ -230,6 +230,26 @@ def test_each_claim_fails_when_its_numbers_do(tmp_path, change, broken):
     assert c[{"free_lunch": "scaling_law", "scaling_law": "free_lunch"}[broken]]["holds"]
 
 
+def test_the_free_lunch_is_read_at_its_own_budget_when_the_run_has_one(tmp_path):
+    # bcr.py --lunch-budget: the free lunch compares N=1 with room to finish, not the N=1 row of the
+    # table, where the training budget cuts the verbose base; the law still reads the table
+    base = [(0.60, 46.0), (0.30, 33.0), (0.10, 22.0), (0.02, 16.5)]
+    bcr = [(0.62, 36.4), (0.55, 29.0), (0.40, 21.0), (0.30, 16.0)]
+    res = _run_dir(tmp_path, base, bcr)
+    assert not report.claims(res, [1, 2, 3, 4])["free_lunch"]["holds"]  # -21% at the table's budget
+    res["lunch"] = {"budget": 150, "base": {"accuracy": 0.70, "tokens_per_problem": 56.0},
+                    "bcr": {"accuracy": 0.695, "tokens_per_problem": 36.4}}
+    c = report.claims(res, [1, 2, 3, 4])
+    assert c["free_lunch"]["tokens"] == pytest.approx(36.4 / 56.0 - 1) and c["free_lunch"]["budget"] == 150
+    assert c["free_lunch"]["accuracy"] == pytest.approx(-0.005) and c["free_lunch"]["holds"]
+    assert c["scaling_law"]["holds"] and c["scaling_law"]["tokens_per_problem"] == [36.4, 29.0, 21.0, 16.0]
+    res["lunch"]["bcr"]["accuracy"] = 0.68  # 2 points below the base with room to finish
+    assert not report.claims(res, [1, 2, 3, 4])["free_lunch"]["holds"]
+    out = []
+    report.print_claims(report.claims(res, [1, 2, 3, 4]), [1, 2, 3, 4], log=out.append)
+    assert out[0].startswith("free lunch at N=1 (budget 150): tokens per problem -35.0%, accuracy -2.0 points")
+
+
 def test_a_less_accurate_free_lunch_fails_both_claims(tmp_path):
     base = [(0.60, 56.0), (0.30, 33.0), (0.10, 22.0), (0.02, 16.5)]
     bcr = [(0.58, 36.4), (0.55, 29.0), (0.40, 21.0), (0.30, 16.0)]  # 2 points below the base at N=1

@@ -16,28 +16,55 @@ import toy
 
 
 def test_needed_lines_hand_computed():
-    assert toy.needed_lines("47 + 38") == ["x1 = 47 ", "y1 = 38", "40+30+7+8", "70+15", "85"]
-    assert toy.needed_lines("10 + 50", k=3) == ["x3 = 10 ", "y3 = 50", "10+50+0+0", "60+0", "60"]
-    assert toy.needed_lines("59 + 59", k=2) == ["x2 = 59 ", "y2 = 59", "50+50+9+9", "100+18", "118"]
+    ask = toy.ASK
+    assert toy.needed_lines("47 + 38" + ask) == ["x1 = 47 ", "y1 = 38", "40+30+7+8", "70+15", "85"]
+    assert toy.needed_lines("10 + 50" + ask, k=3) == ["x3 = 10 ", "y3 = 50", "10+50+0+0", "60+0", "60"]
+    assert toy.needed_lines("59 + 59" + ask, k=2) == ["x2 = 59 ", "y2 = 59", "50+50+9+9", "100+18", "118"]
+    assert toy.numbers("27 + 18 > 40?") == (27, 18) and toy.truth(27, 18) == "yes" and toy.truth(22, 18) == "no"
+    with pytest.raises(ValueError, match="not a toy question"):
+        toy.numbers("27 + 18")
 
 
-def test_every_line_of_every_solution_evaluates_to_the_answer():
-    # needed lines and re-checks are all equal to the answer, so redundancy never changes it
+def _effort(lines):
+    """exact / estimate / guess, read off a solution's lines."""
+    plain = [x for x in lines if not x.startswith(tuple(toy.CHECKS) + ("so the sum is ",))]
+    return {0: "guess", 3: "estimate", 5: "exact"}[len(plain)]
+
+
+def test_every_solution_reaches_the_answer_of_its_level_of_effort():
+    # every computed line and re-check sums to a + b, so redundancy never changes an answer; the
+    # answer is the truth for an exact solution, the tens alone for an estimate, a coin for a guess
     rng = random.Random(0)
-    for p in toy.make_problems(300, "train", 0):
-        a, b = p["question"].split(" + ")
-        lines = toy.solution_steps(p["question"], rng, k=2)
-        assert lines[:2] == [f"x2 = {a} ", f"y2 = {b}"]  # the two numbers, named, never re-checked
+    seen = collections.Counter()
+    for p in toy.make_problems(3000, "train", 0):
+        a, b = toy.numbers(p["question"])
+        lines, answer = toy.solution_steps(p["question"], rng, k=2)
+        effort = _effort(lines)
+        seen[effort, answer == p["answer"]] += 1
+        if effort != "guess":
+            assert lines[:2] == [f"x2 = {a} ", f"y2 = {b}"]  # the two numbers, named, never re-checked
         for line in lines[2:]:
             expr = line
             for prefix in toy.CHECKS + ["so the sum is "]:
                 expr = expr.removeprefix(prefix)
-            assert sum(int(x) for x in expr.split("+")) == int(p["answer"]), (p, line)
+            assert sum(int(x) for x in expr.split("+")) == a + b, (p, line)
+        want = {"exact": toy.truth(a, b), "estimate": "yes" if (a // 10 + b // 10) * 10 > 30 else "no"}
+        assert effort == "guess" or answer == want[effort], (p, lines, answer)
+    n = {e: seen[e, True] + seen[e, False] for e in toy.EFFORT}
+    for e, w in toy.EFFORT.items():  # the levels come as often as EFFORT says
+        assert abs(n[e] / 3000 - w) < 0.02, (e, n)
+    assert seen["exact", False] == 0
+    assert 0.78 < seen["estimate", True] / n["estimate"] < 0.88  # by hand: 83% over all pairs
+    assert 0.35 < seen["guess", True] / n["guess"] < 0.65
+    # problem 1 is never guessed: it is the whole prompt at N=1
+    assert all(_effort(toy.solution_steps(p["question"], rng, k=1)[0]) != "guess"
+               for p in toy.make_problems(1000, "train", 1))
 
 
 def test_redundancy_is_random_and_bounded():
     rng = random.Random(1)
-    sols = [toy.solution_steps("47 + 38", rng) for _ in range(2000)]
+    q = "47 + 38" + toy.ASK
+    sols = [lines for lines, _ in (toy.solution_steps(q, rng) for _ in range(3000)) if _effort(lines) == "exact"]
     counts = [sum(line.startswith(tuple(toy.CHECKS)) for line in sol) for sol in sols]
     # one level of care c = 0..MAX_CHECKS per problem, uniformly: each of the three computed lines
     # is re-checked c times, so a solution holds 0, 3, .., 3 * MAX_CHECKS re-checks, equally often
@@ -50,30 +77,34 @@ def test_redundancy_is_random_and_bounded():
             for k, c in enumerate(toy.CHECKS[1:], 1):
                 if line.startswith(c):
                     assert prev == toy.CHECKS[k - 1] + line[len(c):], sol
-    assert toy.solution_steps("47 + 38", rng, redundant=False) == toy.needed_lines("47 + 38")
+    assert toy.solution_steps(q, rng, redundant=False) == (toy.needed_lines(q), "yes")
 
 
 def test_splits_are_disjoint_and_the_test_split_cycles_through_its_problems():
     span = range(toy.LO, toy.HI + 1)
-    pool = {q for q in (f"{a} + {b}" for a in span for b in span) if toy.is_heldout(q)}
-    assert len(pool) == 106
+    pool = {q for q in (f"{a} + {b}{toy.ASK}" for a in span for b in span) if toy.is_heldout(q)}
+    assert len(pool) == 102
     test = toy.make_problems(600, "test", 0)
     train = toy.make_problems(5000, "train", 0)
     assert not {p["question"] for p in test} & {p["question"] for p in train}
-    assert all(p["answer"] == str(eval(p["question"])) for p in test[:50])
-    # each block of 106 is every test problem once, in its own order; the tail is the start of another
-    blocks = [[p["question"] for p in test[i:i + 106]] for i in range(0, 600, 106)]
-    assert all(set(b) == pool for b in blocks[:5]) and len(set(blocks[5])) == len(blocks[5]) == 600 - 5 * 106
+    for p in test[:50]:
+        a, b = map(int, p["question"].removesuffix(" > 40?").split(" + "))
+        assert p["answer"] == ("yes" if a + b > 40 else "no")
+    assert 0.3 < sum(p["answer"] == "yes" for p in train) / len(train) < 0.55
+    # each block of 102 is every test problem once, in its own order; the tail is the start of another
+    blocks = [[p["question"] for p in test[i:i + 102]] for i in range(0, 600, 102)]
+    assert all(set(b) == pool for b in blocks[:5]) and len(set(blocks[5])) == len(blocks[5]) == 600 - 5 * 102
     assert blocks[0] != blocks[1]
     assert len({p["id"] for p in test}) == 600
 
 
 def test_a_prompt_holds_one_token_per_problem_block_tied_to_its_parts():
     tok = toy.make_tokenizer()
-    prompt = tok.convert_ids_to_tokens(reward.build_prompt(tok, ["27 + 18", "12 + 19", "10 + 29", "29 + 10"]))
+    qs = [q + toy.ASK for q in ["27 + 18", "12 + 19", "10 + 29", "29 + 10"]]
+    prompt = tok.convert_ids_to_tokens(reward.build_prompt(tok, qs))
     i = prompt.index("### Problem 1\n27 + 18")
-    assert prompt[i - 2:] == ["\n", "\n", "### Problem 1\n27 + 18", "\n", "\n", "### Problem 2\n12 + 19", "\n", "\n",
-                              "### Problem 3\n10 + 29", "\n", "\n", "### Problem 4\n29 + 10", "<|assistant|>"]
+    blocks = [[f"### Problem {k}\n{q.removesuffix(toy.ASK)}", " > 40?", "\n", "\n"] for k, q in enumerate(qs, 1)]
+    assert prompt[i - 2:] == ["\n", "\n"] + sum(blocks, [])[:-2] + ["<|assistant|>"]
     (fused, parts), (names, name_parts) = toy.tied_parts(tok)
     assert len(fused) == toy.MAX_N * (toy.HI - toy.LO + 1) ** 2 == len(set(fused.tolist()))
     j = fused.tolist().index(tok.convert_tokens_to_ids("### Problem 3\n10 + 29"))
@@ -120,8 +151,9 @@ def test_reference_solution_scores_one_and_tokenizes_round_trip():
     tok = toy.make_tokenizer()
     probs = toy.make_problems(3, "test", 0)
     qs, golds = [p["question"] for p in probs], [p["answer"] for p in probs]
-    text = toy.solution_text(qs, golds, random.Random(0))
+    text = toy.solution_text(qs, random.Random(0), redundant=False)
     assert reward.problem_correctness(text, golds, True) == [True, True, True]
+    assert text.endswith(f"Answer 3: \\boxed{{{golds[2]}}}") and golds[2] in ("yes", "no")
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids) == text
     # headers, operand names, re-check openings and the numbers of a question are single tokens;
@@ -131,7 +163,9 @@ def test_reference_solution_scores_one_and_tokenizes_round_trip():
     assert tok(text2, add_special_tokens=False)["input_ids"] == tok.convert_tokens_to_ids(
         ["### Problem 2\n", "x2 = ", "27 ", "\n", "y2 =", " 18", "\n", "2", "0", "+", "1", "0", "+", "7", "+", "8",
          "\n", "check again: ", "3", "0", "+", "1", "5"])
-    std = toy.solution_text(qs[:1], golds[:1], random.Random(0), style="standard")
+    boxed = tok("\\boxed{yes}", add_special_tokens=False)["input_ids"]
+    assert tok.convert_ids_to_tokens(boxed) == ["\\boxed{", "yes", "}"]
+    std = toy.solution_text(qs[:1], random.Random(0), style="standard", redundant=False)
     assert grader.grade(std, golds[0])
 
 
@@ -190,7 +224,7 @@ def test_reading_drill_names_each_problems_numbers_in_a_random_order():
         order = []
         for part in resp.split("### Problem ")[1:]:
             k = int(part[0])
-            a, b = probs[k - 1]["question"].split(" + ")
+            a, b = toy.numbers(probs[k - 1]["question"])
             assert part == f"{k}\nx{k} = {a} \ny{k} = {b}" + ("\n" if len(order) < 3 else ""), part
             assert toy.fused_text(k, a, b) in prompt  # problem k's block, one token
             order.append(k)
@@ -200,7 +234,7 @@ def test_reading_drill_names_each_problems_numbers_in_a_random_order():
 
 
 def test_reads_all_scores_a_drill_answer_by_hand():
-    qs = ["47 + 38", "12 + 59", "30 + 30"]
+    qs = [q + toy.ASK for q in ["47 + 38", "12 + 59", "30 + 30"]]
     right = "### Problem 2\nx2 = 12 \ny2 = 59\n### Problem 1\nx1 = 47 \ny1 = 38\n### Problem 3\nx3 = 30 \ny3 = 30"
     assert toy.reads_all(qs, right)  # any order
     assert not toy.reads_all(qs, right.replace("y2 = 59", "y2 = 38"))  # problem 1's number for problem 2
@@ -279,7 +313,7 @@ def test_reading_probe_counts_the_lookup_of_problem_j():
     for i, which in enumerate("xy"):
         assert mod.probe(_Reader(tok, True), tok, groups, which) == [1.0, 1.0, 1.0]
         # reading problem 1 for every j is right only where problem j's number equals problem 1's
-        same = [sum(g[j].split(" + ")[i] == g[0].split(" + ")[i] for g in groups) / len(groups) for j in (1, 2, 3)]
+        same = [sum(toy.numbers(g[j])[i] == toy.numbers(g[0])[i] for g in groups) / len(groups) for j in (1, 2, 3)]
         assert mod.probe(_Reader(tok, False), tok, groups, which) == same and max(same) < 0.5
 
 
