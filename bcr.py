@@ -437,8 +437,8 @@ def main(argv=None):
     evaluating = not args.no_eval and args.rank == 0  # under torchrun rank 0 evaluates
     if evaluating:
         if args.resume and os.path.exists(base_path):
-            saved = json.load(open(base_path))
-            res["base"], base_lunch = saved["table"], saved["lunch"]
+            saved = json.load(open(base_path))  # {table, lunch}; a run from before --lunch-budget: the table
+            res["base"], base_lunch = (saved["table"], saved["lunch"]) if "table" in saved else (saved, None)
             print(f"base model: evaluation read from {base_path}")
         else:
             print(f"evaluating the base model on {len(test)} held-out problems at N = {args.eval_n} "

@@ -360,10 +360,10 @@ def load_pretrained(spec, dtype=torch.float32):
 
 
 def toy_base_dir(seed=0):
-    """Where the toy base model of a warm-start seed is cached. "v10" names this version of the toy
+    """Where the toy base model of a warm-start seed is cached. "v11" names this version of the toy
     world: a base cached by an older toy.py (another tokenizer or other reference solutions) is
     never picked up."""
-    return os.path.join("out", f"toy-base-v10-s{seed}")
+    return os.path.join("out", f"toy-base-v11-s{seed}")
 
 
 def save_atomic(path, write):

@@ -385,7 +385,7 @@ def reading_check(model, tokenizer, problems, n=4):
     return sum(map(reads_all, groups, roll.texts(tokenizer))) / len(groups)
 
 
-def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=12, max_n=MAX_N, drills_per_step=8, log=print,
+def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=12, max_n=MAX_N, drills_per_step=12, log=print,
                probe=None):
     """Train the base model from scratch; returns (model, tokenizer). eval.load_model caches it.
 
@@ -394,7 +394,9 @@ def warm_start(seed=0, steps=1100, lr=3e-3, problems_per_step=12, max_n=MAX_N, d
     problems_per_step // N prompts, so that every step holds about as many problems and costs
     about the same (12, not v7's 16: a quarter less to compute, for a 300-s run); plus
     drills_per_step reading drills (naming_example) in a batch of their own, so that the short
-    drills are not padded to the width of the long solutions. The loss is the
+    drills are not padded to the width of the long solutions (12, not v10's 8: with fewer problems
+    named, a fifth of them guessed, two warm-start seeds of 5 never learned to read the second
+    number; docs/toy_world.md, issue #20). The loss is the
     cross-entropy on the response tokens and their EOS, averaged over the tokens of both batches.
     Without the drills the full solutions give "read problem k" too little signal and the base
     reads problem 1 only (README, "The toy world"). The embeddings of the problem blocks and of the

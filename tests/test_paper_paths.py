@@ -40,17 +40,23 @@ def test_preset_code_path_end_to_end(preset, tmp_path, capsys):
     flags = ["--preset", preset, "--model", str(tmp_path / "model"), "--data", "toy", "--eval-data", "toy",
              "--eval-problems", "4", "--eval-n", "1", "2", "--budget", "24", "--group", "2", "--prompts", "2",
              "--micro-batch", "2", "--device", "cpu", "--out", str(out), "--save-every", "1", "--group-by", "random"]
-    res = bcr.main(flags + ["--steps", "2"])
+    res = bcr.main(flags + ["--steps", "2", "--lunch-budget", "30"])
     args = json.load(open(out / "args.json"))
     assert args["dtype"] == "bfloat16" and args["grad_checkpointing"] and args["thinking"] is True
-    assert set(res) == {"base", "bcr", "claims"} and set(res["base"]) == {"1", "2"}
+    assert set(res) == {"base", "bcr", "lunch", "claims"} and set(res["base"]) == {"1", "2"}
+    assert res["lunch"]["budget"] == 30 and res["claims"]["free_lunch"]["budget"] == 30
     log = [json.loads(x) for x in open(out / "log.jsonl")]
     assert [r["step"] for r in log] == [0, 1]
     assert log[0]["on_policy_ratio_dev"] < 1e-4  # the trainer's own old log-probs, in bf16
     assert os.path.exists(out / "ckpt" / "train_state.pt")
     capsys.readouterr()
-    res2 = bcr.main(flags + ["--steps", "3", "--resume"])
+    res2 = bcr.main(flags + ["--steps", "3", "--resume", "--lunch-budget", "30"])
     printed = capsys.readouterr().out
     assert "base model: evaluation read from" in printed  # no second base evaluation after --resume
     assert res2["base"] == json.loads(json.dumps(res["base"]))
+    assert res2["lunch"]["base"] == json.loads(json.dumps(res["lunch"]["base"]))
     assert [json.loads(x)["step"] for x in open(out / "log.jsonl")] == [0, 1, 2]
+    # a run from before --lunch-budget saved the table alone: it resumes, with no free lunch row
+    (out / "base_eval.json").write_text(json.dumps(res["base"]))
+    res3 = bcr.main(flags + ["--steps", "3", "--resume", "--lunch-budget", "30"])
+    assert res3["base"] == res2["base"] and "lunch" not in res3
