@@ -2,7 +2,7 @@
 integrations/run_trl_toy.py: a few real GRPOTrainer steps of TRL on the toy world, with BCR prompts
 and our reward (CPU, minutes). Needs `pip install trl` (not a dependency of this repository).
 
-    python integrations/run_trl_toy.py --model out/toy-base-v10-s0 --steps 5
+    python integrations/run_trl_toy.py --model out/toy-base-v11-s0 --steps 5
 """
 import argparse
 import os

@@ -6,8 +6,8 @@ the seed sets (docs/toy_world.md, issue #20).
 
     python scripts/toy_reading_probe.py --seed 2                  # a warm start, probed every 100 steps
     python scripts/toy_reading_probe.py --seed 2 --lr 2e-3 --steps 1400
-    python scripts/toy_reading_probe.py --model out/toy-base-v10-s2   # a saved base, once
-    python scripts/toy_reading_probe.py --model out/toy-base-v10-s2 --contexts   # where reading fails
+    python scripts/toy_reading_probe.py --model out/toy-base-v11-s2   # a saved base, once
+    python scripts/toy_reading_probe.py --model out/toy-base-v11-s2 --contexts   # where reading fails
 
 "x2 0.95" means: after "### Problem 2\\nx2 = ", the greedy next token was problem 2's first number
 in 95% of the prompts; "y2": its second number, after "x2 = <first> \\ny2 =". toy.reading_check
