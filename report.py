@@ -191,6 +191,15 @@ FREE_LUNCH_TOKENS, FREE_LUNCH_ACC, SCALING_FALL = -0.30, -0.01, 0.15
 MAX_TRUNCATION = 0.5
 
 
+def lunch_rows(res, ns):
+    """(base row, trained row) that the free lunch compares: the N=1 evaluation with room to finish
+    (res["lunch"]) when the run has one, else the table's row at the smallest N."""
+    if "lunch" in res:
+        return res["lunch"]["base"], res["lunch"]["bcr"]
+    n = str(min(ns))
+    return res["base"][n], res["bcr"][n]
+
+
 def claims(res, ns):
     """The free lunch and the task-scaling law, read off bcr.py's scaling.json ({"base": {str(N):
     row}, "bcr": {str(N): row}}, and {"lunch": {"budget", "base": row, "bcr": row}} when the
@@ -209,7 +218,7 @@ def claims(res, ns):
     b, t = ({str(n): res[k][str(n)] for n in ns} for k in ("base", "bcr"))
     first, last = str(ns[0]), str(ns[-1])
     toks = [t[str(n)]["tokens_per_problem"] for n in ns]
-    lb, lt = (res["lunch"]["base"], res["lunch"]["bcr"]) if "lunch" in res else (b[first], t[first])
+    lb, lt = lunch_rows(res, ns)
     lunch_tok = lt["tokens_per_problem"] / lb["tokens_per_problem"] - 1
     lunch_acc = lt["accuracy"] - lb["accuracy"]
     strict = all(x > y for x, y in zip(toks, toks[1:]))

@@ -288,7 +288,9 @@ def solution_steps(question, rng, redundant=True, k=1, effort=EFFORT):
         level = rng.choices(list(effort), weights)[0]
     if level == "guess":
         return [], rng.choice(["yes", "no"])
-    steps = needed_lines(question, k)[:3] if level == "estimate" else needed_lines(question, k)
+    steps = needed_lines(question, k)
+    if level == "estimate":
+        steps = steps[:3]  # the names and the split line
     care = rng.randint(0, MAX_CHECKS) if redundant else 0
     lines = []
     for i, line in enumerate(steps):

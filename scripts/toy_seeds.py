@@ -21,7 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from report import claims  # noqa: E402
+from report import claims, lunch_rows  # noqa: E402
 
 
 def logged_seconds(log_path):
@@ -52,7 +52,7 @@ def row(label, res, ns, seconds):
     c = claims(res, ns)
     lunch, law = c["free_lunch"], c["scaling_law"]
     b, t = res["base"], res["bcr"]
-    lb, lt = (res["lunch"]["base"], res["lunch"]["bcr"]) if "lunch" in res else (b["1"], t["1"])
+    lb, lt = lunch_rows(res, ns)
     yes = {True: "yes", False: "**no**"}
 
     def accs(model):
